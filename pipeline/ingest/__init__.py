@@ -1,0 +1,9 @@
+"""Ingestors, one module per input family: KINDS, detect(text) and parse(text, kind)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from pipeline.ingest import conntrack, host, iptables, ipvsadm, k8s
+
+TEXT_INGESTORS: tuple[ModuleType, ...] = (conntrack, ipvsadm, iptables, host, k8s)

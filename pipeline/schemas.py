@@ -1,0 +1,484 @@
+"""One polars schema per raw table, with a doc string per column.
+
+Every raw table also carries the provenance columns (``PROVENANCE``): the ingestor fills
+``source_line`` (or ``frame_no`` for packets), the loader fills the rest. The DuckDB tables are
+created from these schemas and each column's doc becomes its ``COMMENT ON COLUMN``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: Any  # a polars data type (class or instance)
+    doc: str
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    line_column: str | None = "source_line"
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        if self.line_column is None:
+            return (*PROVENANCE, *self.columns)
+        line = Column(self.line_column, pl.Int64, "1-based line (or frame number) of the record")
+        return (*PROVENANCE, line, *self.columns)
+
+    def polars_schema(self) -> dict[str, Any]:
+        return {c.name: c.dtype for c in self.all_columns}
+
+    def parser_schema(self) -> dict[str, Any]:
+        """Columns an ingestor produces: everything except what the loader adds."""
+        loader_added = {c.name for c in PROVENANCE}
+        return {c.name: c.dtype for c in self.all_columns if c.name not in loader_added}
+
+    def frame(self, rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+        """Build the ingestor-side frame from dict rows; missing keys become null."""
+        schema = self.parser_schema()
+        return pl.DataFrame(
+            [{k: row.get(k) for k in schema} for row in rows], schema=schema, orient="row"
+        )
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.polars_schema())
+
+
+PROVENANCE: tuple[Column, ...] = (
+    Column("bundle_id", pl.Utf8, "name of the capture bundle (its directory name)"),
+    Column("node", pl.Utf8, "node the file belongs to (its folder), '-' for bundle-level files"),
+    Column("source_file", pl.Utf8, "path of the input file relative to the bundle's parent"),
+)
+
+TUPLE_COLUMNS = ("src", "dst", "sport", "dport")
+
+
+def _conntrack_tuple(prefix: str, direction: str) -> tuple[Column, ...]:
+    return (
+        Column(f"{prefix}_src", pl.Utf8, f"{direction} tuple source address (normalised)"),
+        Column(f"{prefix}_dst", pl.Utf8, f"{direction} tuple destination address (normalised)"),
+        Column(f"{prefix}_sport", pl.Int32, f"{direction} tuple source port (tcp/udp/sctp/dccp)"),
+        Column(f"{prefix}_dport", pl.Int32, f"{direction} tuple destination port"),
+        Column(f"{prefix}_icmp_type", pl.Int32, f"{direction} tuple ICMP type"),
+        Column(f"{prefix}_icmp_code", pl.Int32, f"{direction} tuple ICMP code"),
+        Column(f"{prefix}_icmp_id", pl.Int32, f"{direction} tuple ICMP id"),
+        Column(f"{prefix}_gre_key", pl.Utf8, f"{direction} tuple GRE srckey/dstkey as printed"),
+        Column(f"{prefix}_packets", pl.Int64, f"{direction} packets (nf_conntrack_acct)"),
+        Column(f"{prefix}_bytes", pl.Int64, f"{direction} bytes (nf_conntrack_acct)"),
+        Column(f"{prefix}_zone", pl.Int32, f"zone-{direction} (zone of this direction only)"),
+    )
+
+
+RAW_CONNTRACK_ENTRIES = TableSchema(
+    "raw_conntrack_entries",
+    "conntrack table entries and events: conntrack -L (any -o), /proc/net/nf_conntrack, -E",
+    (
+        Column("format", pl.Utf8, "default|extended|xml|proc|event: the print format seen"),
+        Column("event", pl.Utf8, "NEW|UPDATE|DESTROY for -E lines, null for table dumps"),
+        Column("event_ts", pl.Datetime("us", "UTC"), "event timestamp [epoch.usec] (UTC)"),
+        Column("l3proto", pl.Utf8, "ipv4|ipv6 when printed (extended, /proc), else inferred"),
+        Column("proto", pl.Utf8, "layer-4 protocol name, lowercase; unknown numbers as text"),
+        Column("proto_num", pl.Int32, "layer-4 protocol number"),
+        Column("timeout_s", pl.Int64, "seconds until the entry expires; null when not printed"),
+        Column("state", pl.Utf8, "protocol state (TCP/SCTP/DCCP), null when not printed"),
+        *_conntrack_tuple("orig", "original"),
+        *_conntrack_tuple("reply", "reply"),
+        Column("flags", pl.List(pl.Utf8), "status flags as printed: ASSURED, UNREPLIED, ..."),
+        Column("mark", pl.Int64, "connection mark (mark=)"),
+        Column("secctx", pl.Utf8, "security context (secctx=)"),
+        Column("zone", pl.Int32, "conntrack zone (zone=)"),
+        Column("labels", pl.Utf8, "connlabels as printed (labels=)"),
+        Column("use", pl.Int32, "reference count (use=)"),
+        Column("ct_id", pl.Int64, "conntrack id (id=, -o id)"),
+        Column("delta_time_s", pl.Int64, "seconds since the entry was created (delta-time=)"),
+        Column("start_ts", pl.Datetime("us", "UTC"), "[start=...] with -o timestamp"),
+        Column("stop_ts", pl.Datetime("us", "UTC"), "[stop=...] with -o timestamp"),
+        Column("raw", pl.Utf8, "the record's text as read (lines joined with a space)"),
+    ),
+)
+
+RAW_CONNTRACK_STATS = TableSchema(
+    "raw_conntrack_stats",
+    "conntrack -S per-cpu counters, one row per cpu and counter",
+    (
+        Column("cpu", pl.Int32, "cpu number (cpu=N), null for a summary line"),
+        Column("counter", pl.Utf8, "counter name as printed (found, invalid, insert, drop, ...)"),
+        Column("value", pl.Int64, "counter value"),
+    ),
+)
+
+_IPVS_STATS = (
+    Column("conns", pl.Int64, "--stats Conns (connections scheduled)"),
+    Column("in_pkts", pl.Int64, "--stats InPkts"),
+    Column("out_pkts", pl.Int64, "--stats OutPkts"),
+    Column("in_bytes", pl.Int64, "--stats InBytes (K/M/G suffixes expanded)"),
+    Column("out_bytes", pl.Int64, "--stats OutBytes"),
+    Column("cps", pl.Int64, "--rate CPS (connections per second)"),
+    Column("in_pps", pl.Int64, "--rate InPPS"),
+    Column("out_pps", pl.Int64, "--rate OutPPS"),
+    Column("in_bps", pl.Int64, "--rate InBPS"),
+    Column("out_bps", pl.Int64, "--rate OutBPS"),
+    Column("is_exact", pl.Boolean, "false when a value carried a K/M/G suffix (rounded)"),
+)
+
+_IPVS_SERVICE_KEY = (
+    Column("format", pl.Utf8, "list|stats|rate|save|proc: the listing the row came from"),
+    Column("proto", pl.Utf8, "tcp|udp|sctp, or fwm for firewall-mark services"),
+    Column("vip", pl.Utf8, "virtual address (normalised; a host name when not -n)"),
+    Column("vport", pl.Int32, "virtual port (null for fwm)"),
+    Column("vport_name", pl.Utf8, "port as printed when it was a service name (no -n)"),
+    Column("fwmark", pl.Int64, "firewall mark of an FWM service"),
+)
+
+RAW_IPVS_SERVICES = TableSchema(
+    "raw_ipvs_services",
+    "IPVS virtual services: ipvsadm -Ln (+ --stats/--rate), ipvsadm-save, /proc/net/ip_vs",
+    (
+        *_IPVS_SERVICE_KEY,
+        Column("scheduler", pl.Utf8, "scheduler name (rr, wrr, lc, wlc, sh, mh, ...)"),
+        Column("flags", pl.Utf8, "scheduler flags as printed (e.g. 'persistent 10800')"),
+        Column("persistent_s", pl.Int64, "persistence timeout in seconds (persistent N)"),
+        Column("netmask", pl.Utf8, "persistence netmask when printed"),
+        *_IPVS_STATS,
+    ),
+)
+
+RAW_IPVS_BACKENDS = TableSchema(
+    "raw_ipvs_backends",
+    "IPVS real servers (-> lines) with the service they belong to",
+    (
+        *_IPVS_SERVICE_KEY,
+        Column("service_line", pl.Int64, "line of the service this backend belongs to"),
+        Column("backend_ip", pl.Utf8, "real server address (normalised)"),
+        Column("backend_port", pl.Int32, "real server port"),
+        Column("forward", pl.Utf8, "Masq|Route|Tunnel|Local or the unknown text as printed"),
+        Column("weight", pl.Int64, "weight (0 = terminating / drained endpoint)"),
+        Column("active_conn", pl.Int64, "ActiveConn"),
+        Column("inact_conn", pl.Int64, "InActConn"),
+        Column("persist_conn", pl.Int64, "PersistConn (--persistent-conn)"),
+        *_IPVS_STATS,
+    ),
+)
+
+RAW_IPVS_CONNECTIONS = TableSchema(
+    "raw_ipvs_connections",
+    "IPVS connection table: ipvsadm -Lnc and /proc/net/ip_vs_conn",
+    (
+        Column("format", pl.Utf8, "list|proc"),
+        Column("proto", pl.Utf8, "tcp|udp|sctp"),
+        Column("expire_s", pl.Int64, "seconds until expiry"),
+        Column("state", pl.Utf8, "IPVS connection state (ESTABLISHED, TIME_WAIT, UDP, ...)"),
+        Column("client_ip", pl.Utf8, "source address"),
+        Column("client_port", pl.Int32, "source port"),
+        Column("vip", pl.Utf8, "virtual address"),
+        Column("vport", pl.Int32, "virtual port"),
+        Column("backend_ip", pl.Utf8, "destination (real server) address"),
+        Column("backend_port", pl.Int32, "destination port"),
+    ),
+)
+
+RAW_IPVS_STATS = TableSchema(
+    "raw_ipvs_stats",
+    "/proc/net/ip_vs_stats totals and rates, one row per counter",
+    (
+        Column("section", pl.Utf8, "total|rate"),
+        Column("counter", pl.Utf8, "conns, in_pkts, out_pkts, in_bytes, out_bytes, cps, ..."),
+        Column("value", pl.Int64, "value (hex decoded)"),
+    ),
+)
+
+RAW_IPTABLES_CHAINS = TableSchema(
+    "raw_iptables_chains",
+    "chains declared by iptables-save (:CHAIN POLICY [p:b]) or iptables -S (-P/-N)",
+    (
+        Column("format", pl.Utf8, "save|S"),
+        Column("table_name", pl.Utf8, "nat|filter|mangle|raw|security (from *table or -t)"),
+        Column("chain", pl.Utf8, "chain name"),
+        Column("policy", pl.Utf8, "ACCEPT|DROP for built-in chains, null for user chains"),
+        Column("pkts", pl.Int64, "policy packet counter [p:b]"),
+        Column("bytes", pl.Int64, "policy byte counter [p:b]"),
+    ),
+)
+
+RAW_IPTABLES_RULES = TableSchema(
+    "raw_iptables_rules",
+    "rules of iptables-save / iptables -S, kept as text and tokenised",
+    (
+        Column("format", pl.Utf8, "save|S"),
+        Column("table_name", pl.Utf8, "table the rule is in (null when unknown, e.g. -S fragment)"),
+        Column("chain", pl.Utf8, "chain of the rule (-A CHAIN)"),
+        Column("rule_num", pl.Int32, "1-based position of the rule within its chain in this file"),
+        Column("rule", pl.Utf8, "the rule text after '-A CHAIN'"),
+        Column("pkts", pl.Int64, "[p:b] packet counter (iptables-save -c)"),
+        Column("bytes", pl.Int64, "[p:b] byte counter"),
+        Column("proto", pl.Utf8, "-p value ('!' prefix when negated)"),
+        Column("src", pl.Utf8, "-s value ('!' prefix when negated)"),
+        Column("dst", pl.Utf8, "-d value ('!' prefix when negated)"),
+        Column("in_iface", pl.Utf8, "-i value ('!' prefix when negated)"),
+        Column("out_iface", pl.Utf8, "-o value ('!' prefix when negated)"),
+        Column("match_modules", pl.List(pl.Utf8), "-m modules in order"),
+        Column(
+            "matches",
+            pl.List(
+                pl.Struct(
+                    {
+                        "module": pl.Utf8,
+                        "option": pl.Utf8,
+                        "negated": pl.Boolean,
+                        "args": pl.List(pl.Utf8),
+                    }
+                )
+            ),
+            "every match option with its module ('' for built-ins), negation and arguments",
+        ),
+        Column("comment", pl.Utf8, "-m comment --comment text (unquoted)"),
+        Column("jump_kind", pl.Utf8, "j (jump) or g (goto); null when the rule has no target"),
+        Column("target", pl.Utf8, "target chain or extension (KUBE-SVC-..., DNAT, MASQUERADE)"),
+        Column("target_args", pl.List(pl.Utf8), "tokens after the target (--to-destination ...)"),
+    ),
+)
+
+RAW_IPSET_SETS = TableSchema(
+    "raw_ipset_sets",
+    "ipset list / ipset save set headers",
+    (
+        Column("format", pl.Utf8, "list|save"),
+        Column("set_name", pl.Utf8, "set name"),
+        Column("set_type", pl.Utf8, "hash:ip,port, bitmap:port, ..."),
+        Column("revision", pl.Int32, "Revision:"),
+        Column("header", pl.Utf8, "Header: options as printed"),
+        Column("family", pl.Utf8, "family inet|inet6 when given"),
+        Column("size_in_memory", pl.Int64, "Size in memory:"),
+        Column("references", pl.Int64, "References:"),
+        Column("number_of_entries", pl.Int64, "Number of entries: (as printed by ipset)"),
+        Column("members_listed", pl.Int64, "members actually present in this file"),
+    ),
+)
+
+RAW_IPSET_MEMBERS = TableSchema(
+    "raw_ipset_members",
+    "ipset members, one row per member",
+    (
+        Column("format", pl.Utf8, "list|save"),
+        Column("set_name", pl.Utf8, "set the member belongs to"),
+        Column("member", pl.Utf8, "member as printed (e.g. 10.200.1.10,udp:53)"),
+        Column("ip", pl.Utf8, "address or network part, when present"),
+        Column("proto", pl.Utf8, "protocol of a ,proto:port element"),
+        Column("port", pl.Int32, "port of a ,proto:port element or a bitmap:port member"),
+        Column("extra", pl.Utf8, "remaining element parts and options (timeout, comment, ...)"),
+    ),
+)
+
+RAW_HOST_ADDRS = TableSchema(
+    "raw_host_addrs",
+    "interface addresses from ip -j addr (or plain ip addr / ip -br addr)",
+    (
+        Column("format", pl.Utf8, "json|text|brief"),
+        Column("ifindex", pl.Int32, "interface index"),
+        Column("ifname", pl.Utf8, "interface name (without @peer)"),
+        Column("link_type", pl.Utf8, "ether, loopback, ..."),
+        Column("mac", pl.Utf8, "link-layer address"),
+        Column("oper_state", pl.Utf8, "UP, DOWN, UNKNOWN"),
+        Column("family", pl.Utf8, "inet|inet6"),
+        Column("local", pl.Utf8, "address (normalised)"),
+        Column("prefixlen", pl.Int32, "prefix length"),
+        Column("scope", pl.Utf8, "global|link|host"),
+        Column("is_secondary", pl.Boolean, "secondary address (not the primary of its subnet)"),
+        Column("label", pl.Utf8, "address label"),
+    ),
+)
+
+RAW_HOST_ROUTES = TableSchema(
+    "raw_host_routes",
+    "routes from ip -j route (or plain ip route)",
+    (
+        Column("format", pl.Utf8, "json|text"),
+        Column("table_name", pl.Utf8, "routing table (main when not printed)"),
+        Column("route_type", pl.Utf8, "unicast, local, broadcast, blackhole, ..."),
+        Column("dst", pl.Utf8, "destination prefix in CIDR form (default -> 0.0.0.0/0 or ::/0)"),
+        Column("gateway", pl.Utf8, "via address"),
+        Column("dev", pl.Utf8, "egress interface"),
+        Column("protocol", pl.Utf8, "proto (kernel, boot, static, ...)"),
+        Column("scope", pl.Utf8, "scope"),
+        Column("prefsrc", pl.Utf8, "preferred source address (src)"),
+        Column("metric", pl.Int64, "metric"),
+    ),
+)
+
+RAW_K8S_OBJECTS = TableSchema(
+    "raw_k8s_objects",
+    "kubectl -o json objects, one row per object (kind, namespace, name) with the raw JSON",
+    (
+        Column("kind", pl.Utf8, "Pod, Service, EndpointSlice, Endpoints, Node, ..."),
+        Column("namespace", pl.Utf8, "metadata.namespace"),
+        Column("name", pl.Utf8, "metadata.name"),
+        Column("object_json", pl.Utf8, "the object as JSON text"),
+    ),
+)
+
+RAW_K8S_PODS = TableSchema(
+    "raw_k8s_pods",
+    "pods with their IPs (one row per pod IP)",
+    (
+        Column("namespace", pl.Utf8, "namespace"),
+        Column("pod", pl.Utf8, "pod name"),
+        Column("node_name", pl.Utf8, "spec.nodeName"),
+        Column("pod_ip", pl.Utf8, "one of status.podIPs"),
+        Column("host_ip", pl.Utf8, "status.hostIP"),
+        Column("phase", pl.Utf8, "status.phase"),
+        Column("labels_json", pl.Utf8, "metadata.labels as JSON"),
+    ),
+)
+
+RAW_K8S_SERVICE_PORTS = TableSchema(
+    "raw_k8s_service_ports",
+    "service ports (one row per service, cluster IP and port)",
+    (
+        Column("namespace", pl.Utf8, "namespace"),
+        Column("service", pl.Utf8, "service name"),
+        Column("service_type", pl.Utf8, "ClusterIP, NodePort, LoadBalancer, ..."),
+        Column("cluster_ip", pl.Utf8, "one of spec.clusterIPs (null for headless)"),
+        Column("port_name", pl.Utf8, "ports[].name"),
+        Column("proto", pl.Utf8, "tcp|udp|sctp"),
+        Column("port", pl.Int32, "ports[].port"),
+        Column("target_port", pl.Utf8, "ports[].targetPort (number or name)"),
+        Column("node_port", pl.Int32, "ports[].nodePort"),
+        Column("session_affinity", pl.Utf8, "spec.sessionAffinity"),
+        Column("external_traffic_policy", pl.Utf8, "spec.externalTrafficPolicy"),
+    ),
+)
+
+RAW_K8S_ENDPOINTS = TableSchema(
+    "raw_k8s_endpoints",
+    "endpoints from EndpointSlices (or v1 Endpoints): one row per address and port",
+    (
+        Column("namespace", pl.Utf8, "namespace"),
+        Column("service", pl.Utf8, "kubernetes.io/service-name label (or Endpoints name)"),
+        Column("slice", pl.Utf8, "EndpointSlice name"),
+        Column("address", pl.Utf8, "endpoint address"),
+        Column("port_name", pl.Utf8, "ports[].name"),
+        Column("proto", pl.Utf8, "tcp|udp|sctp"),
+        Column("port", pl.Int32, "ports[].port"),
+        Column("node_name", pl.Utf8, "endpoints[].nodeName"),
+        Column("pod", pl.Utf8, "targetRef name when kind is Pod"),
+        Column("is_ready", pl.Boolean, "conditions.ready"),
+        Column("is_serving", pl.Boolean, "conditions.serving"),
+        Column("is_terminating", pl.Boolean, "conditions.terminating"),
+    ),
+)
+
+RAW_K8S_NODES = TableSchema(
+    "raw_k8s_nodes",
+    "nodes with their addresses (one row per address)",
+    (
+        Column("node_name", pl.Utf8, "metadata.name"),
+        Column("address_type", pl.Utf8, "InternalIP, ExternalIP, Hostname"),
+        Column("address", pl.Utf8, "the address"),
+        Column("pod_cidr", pl.Utf8, "spec.podCIDR"),
+    ),
+)
+
+RAW_PACKETS = TableSchema(
+    "raw_packets",
+    "one row per packet of a pcap/pcapng (inner packets of VXLAN/Geneve are rows too)",
+    (
+        Column("ts", pl.Datetime("ns", "UTC"), "capture timestamp (UTC)"),
+        Column("iface", pl.Utf8, "pcapng interface name/index, or SLL2 ifindex"),
+        Column("direction", pl.Utf8, "SLL/SLL2 packet type: in|out|broadcast|multicast|other"),
+        Column("link_type", pl.Utf8, "ethernet|sll|sll2|raw|null|... (DLT name)"),
+        Column("ip_version", pl.Int8, "4 or 6; null for non-IP frames"),
+        Column("src_ip", pl.Utf8, "source address (normalised)"),
+        Column("dst_ip", pl.Utf8, "destination address"),
+        Column("proto", pl.Utf8, "tcp|udp|icmp|icmpv6|sctp|... or the IP protocol number as text"),
+        Column("proto_num", pl.Int16, "IP protocol number"),
+        Column("src_port", pl.Int32, "source port (tcp/udp/sctp)"),
+        Column("dst_port", pl.Int32, "destination port"),
+        Column("tcp_flags", pl.Utf8, "TCP flags as text, tcpdump letters: S, SA, FA, R, P ..."),
+        Column("tcp_flags_bits", pl.Int16, "TCP flags byte (FIN=1 SYN=2 RST=4 PSH=8 ACK=16 ...)"),
+        Column("seq", pl.Int64, "TCP sequence number (absolute)"),
+        Column("ack", pl.Int64, "TCP acknowledgement number (absolute)"),
+        Column("window", pl.Int32, "TCP window (unscaled)"),
+        Column("ip_id", pl.Int32, "IPv4 identification"),
+        Column("ttl", pl.Int16, "IPv4 TTL / IPv6 hop limit"),
+        Column("ip_len", pl.Int32, "IP total length (IPv6: payload length + 40)"),
+        Column("payload_len", pl.Int32, "transport payload bytes (padding excluded)"),
+        Column("frame_len", pl.Int32, "original frame length (len)"),
+        Column("caplen", pl.Int32, "captured length"),
+        Column("is_truncated", pl.Boolean, "caplen < len (cut by snaplen)"),
+        Column("is_fragment", pl.Boolean, "IP fragment (MF set or offset > 0)"),
+        Column("icmp_type", pl.Int16, "ICMP/ICMPv6 type"),
+        Column("icmp_code", pl.Int16, "ICMP/ICMPv6 code"),
+        Column("vlan", pl.Int32, "outermost 802.1Q VLAN id"),
+        Column(
+            "outer_frame_no", pl.Int64, "inner (decapsulated) packet: frame of its outer packet"
+        ),
+    ),
+    line_column="frame_no",
+)
+
+# Bookkeeping tables written by the loader itself (no source_line of their own).
+RAW_INGEST_FILES = TableSchema(
+    "raw_ingest_files",
+    "one row per input file and load: kind, content hash and record counts",
+    (
+        Column("kind", pl.Utf8, "file kind recognised from content, or null when skipped"),
+        Column("content_sha256", pl.Utf8, "SHA-256 of the file content (idempotent loads)"),
+        Column("size_bytes", pl.Int64, "file size"),
+        Column("records_read", pl.Int64, "records seen (parsed + rejected)"),
+        Column("records_parsed", pl.Int64, "records loaded into raw tables"),
+        Column("records_rejected", pl.Int64, "records written to raw_ingest_errors instead"),
+        Column("warnings", pl.Int64, "file-level warnings (e.g. summary count mismatch)"),
+        Column("status", pl.Utf8, "loaded|skipped|failed"),
+        Column("reason", pl.Utf8, "why a file was skipped or failed"),
+    ),
+    line_column=None,
+)
+
+RAW_INGEST_ERRORS = TableSchema(
+    "raw_ingest_errors",
+    "records that could not be parsed, and file-level warnings, with their location",
+    (
+        Column("byte_offset", pl.Int64, "byte offset for binary inputs (pcap)"),
+        Column("reason", pl.Utf8, "what was wrong"),
+        Column("raw", pl.Utf8, "the record's text (or hex for binary input)"),
+        Column("is_rejection", pl.Boolean, "true: a record was rejected; false: a warning"),
+    ),
+)
+
+TEXT_TABLES: tuple[TableSchema, ...] = (
+    RAW_CONNTRACK_ENTRIES,
+    RAW_CONNTRACK_STATS,
+    RAW_IPVS_SERVICES,
+    RAW_IPVS_BACKENDS,
+    RAW_IPVS_CONNECTIONS,
+    RAW_IPVS_STATS,
+    RAW_IPTABLES_CHAINS,
+    RAW_IPTABLES_RULES,
+    RAW_IPSET_SETS,
+    RAW_IPSET_MEMBERS,
+    RAW_HOST_ADDRS,
+    RAW_HOST_ROUTES,
+    RAW_K8S_OBJECTS,
+    RAW_K8S_PODS,
+    RAW_K8S_SERVICE_PORTS,
+    RAW_K8S_ENDPOINTS,
+    RAW_K8S_NODES,
+)
+
+PACKET_TABLES: tuple[TableSchema, ...] = (RAW_PACKETS,)
+
+BOOKKEEPING_TABLES: tuple[TableSchema, ...] = (RAW_INGEST_FILES, RAW_INGEST_ERRORS)
+
+ALL_TABLES: tuple[TableSchema, ...] = (*TEXT_TABLES, *PACKET_TABLES, *BOOKKEEPING_TABLES)
+
+BY_NAME: dict[str, TableSchema] = {t.name: t for t in ALL_TABLES}
