@@ -420,7 +420,7 @@ RAW_PACKETS = TableSchema(
         Column("icmp_code", pl.Int16, "ICMP/ICMPv6 code"),
         Column("vlan", pl.Int32, "outermost 802.1Q VLAN id"),
         Column(
-            "outer_frame_no", pl.Int64, "inner (decapsulated) packet: frame of its outer packet"
+            "outer_frame_no", pl.Int64, "frame of the outer packet (inner rows)"
         ),
     ),
     line_column="frame_no",
