@@ -1,0 +1,218 @@
+"""The `natlens` command: parses arguments, calls the pipeline, maps errors to exit codes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from pipeline import __version__
+from pipeline.bundle import discover
+from pipeline.db import connect, read_view_files
+from pipeline.errors import ExitCode, InputError, QueryError
+from pipeline.loader import FileOutcome, load_file
+from pipeline.output import render_result, run_query
+from pipeline.report import render_report, run_checks
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Explain what the Linux kernel did to connections through a Kubernetes Service.",
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DbOption = Annotated[
+    Path, typer.Option("--db", help="DuckDB file to load into / read from.")
+]
+DEFAULT_DB = Path("natlens.duckdb")
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+def _fail(exc: InputError | QueryError, code: ExitCode) -> typer.Exit:
+    err.print(str(exc), markup=False)
+    return typer.Exit(int(code))
+
+
+@app.command()
+def analyze(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Capture bundle directories and/or single files.")
+    ],
+    db: DbOption = DEFAULT_DB,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the Markdown report here.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 if any record was rejected.")
+    ] = False,
+    node: Annotated[
+        str | None, typer.Option("--node", help="Node name for single files (default '-').")
+    ] = None,
+    bundle_id: Annotated[
+        str | None, typer.Option("--bundle-id", help="Bundle name (default: directory name).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
+) -> None:
+    """Load capture bundles/files into the DuckDB file and optionally write the report."""
+    exit_code = ExitCode.OK
+    files = []
+    for path in paths:
+        try:
+            files.extend(discover([path], node=node, bundle_id=bundle_id))
+        except InputError as exc:
+            err.print(str(exc), markup=False)
+            exit_code = ExitCode.INPUT
+    try:
+        con = connect(db)
+    except QueryError as exc:
+        raise _fail(exc, ExitCode.DATABASE) from exc
+    outcomes: list[FileOutcome] = []
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("loading", total=len(files))
+        for f in files:
+            progress.update(task, description=f"loading {f.source_file}")
+            outcomes.append(load_file(con, f))
+            progress.advance(task)
+    for outcome in outcomes:
+        _print_outcome(outcome, quiet)
+        if outcome.status == "failed":
+            exit_code = ExitCode.INPUT
+    rejected = sum(o.records_rejected for o in outcomes)
+    if not quiet:
+        _print_totals(outcomes)
+    if output is not None:
+        output.write_text(render_report(con))
+        if not quiet:
+            err.print(f"report written to {output}", markup=False)
+    failing_checks = run_checks(con)
+    for name, count in failing_checks.items():
+        err.print(f"check {name}: {count} offending rows", markup=False)
+    con.close()
+    if exit_code == ExitCode.OK and strict and rejected:
+        exit_code = ExitCode.RECORD_ERRORS
+    if exit_code == ExitCode.OK and strict and failing_checks:
+        exit_code = ExitCode.CHECKS
+    raise typer.Exit(int(exit_code))
+
+
+def _print_outcome(outcome: FileOutcome, quiet: bool) -> None:
+    f = outcome.file
+    if outcome.status == "failed":
+        err.print(f"{f.display}: error: {outcome.reason}", markup=False)
+        return
+    for e in outcome.first_errors:
+        where = f"{f.display}:{e.line}" if e.line is not None else f"{f.display}:@{e.offset}"
+        level = "error" if e.is_rejection else "warning"
+        err.print(f"{where}: {level}: {e.reason}", markup=False)
+    shown = len(outcome.first_errors)
+    total = outcome.records_rejected + outcome.warnings
+    if total > shown:
+        err.print(
+            f"{f.display}: note: {total - shown} more in ingest_errors", markup=False
+        )
+    if quiet:
+        return
+    if outcome.status in ("skipped", "unchanged"):
+        err.print(f"{f.display}: {outcome.status}: {outcome.reason}", markup=False)
+    else:
+        err.print(
+            f"{f.display}: {outcome.kind}: read {outcome.records_read} = parsed "
+            f"{outcome.records_parsed} + rejected {outcome.records_rejected}",
+            markup=False,
+        )
+
+
+def _print_totals(outcomes: list[FileOutcome]) -> None:
+    read = sum(o.records_read for o in outcomes)
+    parsed = sum(o.records_parsed for o in outcomes)
+    rejected = sum(o.records_rejected for o in outcomes)
+    by_status: dict[str, int] = {}
+    for o in outcomes:
+        by_status[o.status] = by_status.get(o.status, 0) + 1
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
+    err.print(
+        f"total: {len(outcomes)} files ({statuses}); "
+        f"read {read} = parsed {parsed} + rejected {rejected}",
+        markup=False,
+    )
+
+
+@app.command()
+def report(
+    db: DbOption = DEFAULT_DB,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the Markdown report for everything loaded in the DuckDB file."""
+    if not db.exists():
+        raise _fail(
+            InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
+            ExitCode.INPUT,
+        )
+    try:
+        con = connect(db)
+    except QueryError as exc:
+        raise _fail(exc, ExitCode.DATABASE) from exc
+    text = render_report(con)
+    con.close()
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL to run (views: `natlens views`).")],
+    db: DbOption = DEFAULT_DB,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Run ad-hoc SQL against the DuckDB file and print the result to stdout."""
+    if not db.exists():
+        raise _fail(
+            InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
+            ExitCode.INPUT,
+        )
+    try:
+        con = connect(db)
+        result = run_query(con, query)
+    except QueryError as exc:
+        raise _fail(exc, ExitCode.DATABASE) from exc
+    typer.echo(render_result(result, fmt.value), nl=False)
+
+
+@app.command()
+def views() -> None:
+    """List every view with the one-line question it answers (from the SQL file headers)."""
+    for view in read_view_files():
+        typer.echo(f"{view.name}\t{view.layer}\t{view.question}")
+
+
+@app.command()
+def version() -> None:
+    """Print the natlens version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

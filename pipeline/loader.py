@@ -1,0 +1,182 @@
+"""Load input files into the raw tables: one transaction per file, idempotent by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from pipeline.bundle import SNIFF_BYTES, InputFile, decode_text, sniff
+from pipeline.ingest.records import ParsedChunk, RecordError
+from pipeline.schemas import (
+    ALL_TABLES,
+    BY_NAME,
+    RAW_INGEST_ERRORS,
+    RAW_INGEST_FILES,
+    TableSchema,
+)
+
+HASH_BLOCK = 8 * 1024 * 1024
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file in this run (printed by the CLI, stored in raw_ingest_files)."""
+
+    file: InputFile
+    kind: str | None
+    status: str  # loaded | unchanged | skipped | failed
+    reason: str | None = None
+    records_read: int = 0
+    records_parsed: int = 0
+    records_rejected: int = 0
+    warnings: int = 0
+    first_errors: list[RecordError] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stored_hash(con: duckdb.DuckDBPyConnection, f: InputFile) -> str | None:
+    row = con.execute(
+        "select content_sha256 from raw_ingest_files "
+        "where bundle_id = ? and node = ? and source_file = ?",
+        [f.bundle_id, f.node, f.source_file],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _delete_file_rows(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
+    for schema in ALL_TABLES:
+        con.execute(
+            f"delete from {schema.name} where bundle_id = ? and node = ? and source_file = ?",
+            [f.bundle_id, f.node, f.source_file],
+        )
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, schema: TableSchema, frame: pl.DataFrame, f: InputFile
+) -> None:
+    if frame.height == 0:
+        return
+    full = frame.with_columns(
+        pl.lit(f.bundle_id, pl.Utf8).alias("bundle_id"),
+        pl.lit(f.node, pl.Utf8).alias("node"),
+        pl.lit(f.source_file, pl.Utf8).alias("source_file"),
+    ).select(list(schema.polars_schema()))
+    con.register("_natlens_chunk", full.to_arrow())
+    try:
+        con.execute(f"insert into {schema.name} by name select * from _natlens_chunk")
+    finally:
+        con.unregister("_natlens_chunk")
+
+
+def _error_frame(errors: list[RecordError]) -> pl.DataFrame:
+    return RAW_INGEST_ERRORS.frame(
+        [
+            {
+                "source_line": e.line,
+                "byte_offset": e.offset,
+                "reason": e.reason,
+                "raw": e.raw,
+                "is_rejection": e.is_rejection,
+            }
+            for e in errors
+        ]
+    )
+
+
+def _chunks(f: InputFile, kind: str, text_ingestor: object | None) -> Iterator[ParsedChunk]:
+    if text_ingestor is not None:
+        text = decode_text(f.path.read_bytes())
+        yield text_ingestor.parse(text, kind)  # type: ignore[attr-defined]
+        return
+    pcap = importlib.import_module("pipeline.ingest.pcap")
+    yield from pcap.read_capture(f.path)
+
+
+def load_file(con: duckdb.DuckDBPyConnection, f: InputFile, keep_errors: int = 20) -> FileOutcome:
+    """Load one file in one transaction; unchanged content is not loaded again."""
+    try:
+        sha = file_sha256(f.path)
+        with f.path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        size = f.path.stat().st_size
+    except OSError as exc:
+        return FileOutcome(f, None, "failed", f"cannot read file: {exc.strerror or exc}")
+    if _stored_hash(con, f) == sha:
+        return FileOutcome(f, None, "unchanged", "same content already loaded")
+    sniffed = sniff(f.path, head)
+    if sniffed.ingestor is not None and size > len(head):
+        sniffed = sniff(f.path, f.path.read_bytes())  # score text kinds on the whole file
+    if sniffed.kind is None:
+        outcome = FileOutcome(f, None, "skipped", sniffed.reason)
+    else:
+        outcome = FileOutcome(f, sniffed.kind, "loaded")
+    con.execute("begin transaction")
+    try:
+        _delete_file_rows(con, f)
+        if outcome.kind is not None:
+            _load_chunks(con, f, outcome, sniffed.ingestor, keep_errors)
+        _insert(con, RAW_INGEST_FILES, _file_row(outcome, sha, size), f)
+        con.execute("commit")
+    except Exception as exc:  # a parser bug must not take the other files down with it
+        con.execute("rollback")
+        outcome = FileOutcome(f, sniffed.kind, "failed", f"internal error: {exc!r}")
+        con.execute("begin transaction")
+        _delete_file_rows(con, f)
+        _insert(con, RAW_INGEST_FILES, _file_row(outcome, sha, size), f)
+        con.execute("commit")
+    return outcome
+
+
+def _load_chunks(
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    outcome: FileOutcome,
+    ingestor: object | None,
+    keep_errors: int,
+) -> None:
+    assert outcome.kind is not None
+    for chunk in _chunks(f, outcome.kind, ingestor):
+        for table_name, frame in chunk.frames.items():
+            _insert(con, BY_NAME[table_name], frame, f)
+        _insert(con, RAW_INGEST_ERRORS, _error_frame(chunk.errors), f)
+        outcome.records_read += chunk.records_read
+        outcome.records_parsed += chunk.records_parsed
+        outcome.records_rejected += chunk.records_rejected
+        outcome.warnings += sum(1 for e in chunk.errors if not e.is_rejection)
+        room = keep_errors - len(outcome.first_errors)
+        outcome.first_errors.extend(chunk.errors[: max(room, 0)])
+
+
+def _file_row(outcome: FileOutcome, sha: str, size: int) -> pl.DataFrame:
+    return RAW_INGEST_FILES.frame(
+        [
+            {
+                "kind": outcome.kind,
+                "content_sha256": sha,
+                "size_bytes": size,
+                "records_read": outcome.records_read,
+                "records_parsed": outcome.records_parsed,
+                "records_rejected": outcome.records_rejected,
+                "warnings": outcome.warnings,
+                "status": outcome.status,
+                "reason": outcome.reason,
+            }
+        ]
+    )
+
+
+def load_files(con: duckdb.DuckDBPyConnection, files: Iterable[InputFile]) -> list[FileOutcome]:
+    return [load_file(con, f) for f in files]

@@ -1,0 +1,142 @@
+"""Run the answer views the report needs and render reports/templates/report.md.j2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from pipeline.db import CHECK_PREFIX, read_view_files
+from pipeline.output import QueryResult, markdown_table, md_escape, run_query
+from pipeline.resources import templates_dir
+
+MAX_ERRORS_SHOWN = 20
+
+# Each section: one query over answer views, ordered by a full key so output is deterministic.
+SECTION_QUERIES: dict[str, str] = {
+    "nodes": """
+        select node, count(*) as files,
+            count(*) filter (where status = 'loaded') as loaded,
+            count(*) filter (where status = 'skipped') as skipped,
+            count(*) filter (where status = 'failed') as failed,
+            sum(records_read) as records_read, sum(records_parsed) as records_parsed,
+            sum(records_rejected) as records_rejected
+        from ingest_files group by node order by node""",
+    "files": """
+        select node, source_file as file, kind, records_read as "read",
+            records_parsed as parsed, records_rejected as rejected, status,
+            coalesce(reason, '') as reason
+        from ingest_files order by bundle_id, node, source_file""",
+    "ipvs_agreement": """
+        select service, n_nodes as nodes, nodes_agree as agree, schedulers as scheduler,
+            backend_sets as real_servers, nodes as listed_by
+        from int_ipvs_services__compared_across_nodes
+        order by bundle_id, service""",
+    "ipvs_counters": """
+        select node, service, coalesce(backend_ip || ':' || backend_port, '(service)') as target,
+            conns, in_pkts, out_pkts, in_bytes, out_bytes, cps, in_pps, out_pps, in_bps, out_bps
+        from (
+            select node, service, null as backend_ip, null as backend_port, conns, in_pkts,
+                out_pkts, in_bytes, out_bytes, cps, in_pps, out_pps, in_bps, out_bps,
+                source_file, source_line, bundle_id, format
+            from ipvs_services
+            union all
+            select node, service, backend_ip, backend_port, conns, in_pkts, out_pkts, in_bytes,
+                out_bytes, cps, in_pps, out_pps, in_bps, out_bps, source_file, source_line,
+                bundle_id, format
+            from ipvs_backends
+        )
+        where format in ('stats', 'rate')
+        order by bundle_id, node, source_file, source_line""",
+    "nat_groups": """
+        select node, proto, dialed_ip || ':' || coalesce(dialed_port::varchar, '-') as dialed,
+            backend_ip || ':' || coalesce(backend_port::varchar, '-') as backend, nat_kind,
+            count(*) as connections,
+            string_agg(distinct snat_ip, ', ' order by snat_ip) as snat_sources,
+            string_agg(distinct client_ip, ', ' order by client_ip) as clients
+        from nat_translations
+        group by bundle_id, node, proto, dialed_ip, dialed_port, backend_ip, backend_port, nat_kind
+        order by bundle_id, node, proto, dialed_ip, dialed_port, backend_ip, backend_port,
+            nat_kind""",
+    "nat_rows": """
+        select node, proto,
+            client_ip || ':' || coalesce(client_port::varchar, '-') as client,
+            dialed_ip || ':' || coalesce(dialed_port::varchar, '-') as dialed,
+            backend_ip || ':' || coalesce(backend_port::varchar, '-') as backend,
+            snat_ip || ':' || coalesce(snat_port::varchar, '-') as backend_saw,
+            nat_kind, coalesce(state, '') as state, evidence,
+            source_file || ':' || source_line as first_seen
+        from nat_translations
+        order by bundle_id, node, proto, dialed_ip, dialed_port, client_ip, client_port,
+            backend_ip, backend_port, snat_ip, snat_port""",
+    "distribution": """
+        select proto, dialed_ip || ':' || dialed_port as dialed,
+            backend_ip || ':' || backend_port as backend, connections, share,
+            is_ipvs_backend as listed_by_ipvs
+        from backend_distribution where scope = 'all'
+        order by bundle_id, proto, dialed_ip, dialed_port, backend_ip, backend_port""",
+    "states": """
+        select node, proto, coalesce(state, '(none)') as state, count(*) as entries,
+            count(*) filter (where flags like '%ASSURED%') as assured,
+            count(*) filter (where flags like '%UNREPLIED%') as unreplied
+        from conntrack_entries where snapshot_kind = 'table'
+        group by bundle_id, node, proto, state
+        order by bundle_id, node, proto, state""",
+    "events": """
+        select node, coalesce(event, '') as event, proto, count(*) as events
+        from conntrack_entries where snapshot_kind = 'event'
+        group by bundle_id, node, event, proto
+        order by bundle_id, node, event, proto""",
+    "errors": f"""
+        select source_file || ':' || coalesce(line::varchar, '@' || byte_offset::varchar)
+                as location,
+            severity, reason, left(raw, 80) as raw
+        from ingest_errors
+        order by bundle_id, node, source_file, line nulls last, byte_offset nulls last
+        limit {MAX_ERRORS_SHOWN}""",
+    "error_total": "select count(*) as n from ingest_errors",
+}
+
+
+@dataclass(frozen=True)
+class Section:
+    result: QueryResult
+
+    @property
+    def rows(self) -> list[tuple[object, ...]]:
+        return self.result.rows
+
+    @property
+    def table(self) -> str:
+        return markdown_table(self.result.columns, self.result.rows)
+
+
+def collect_sections(con: duckdb.DuckDBPyConnection) -> dict[str, Section]:
+    return {name: Section(run_query(con, sql)) for name, sql in SECTION_QUERIES.items()}
+
+
+def render_report(con: duckdb.DuckDBPyConnection) -> str:
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir())),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # Markdown, not HTML: cells are escaped by md_escape instead
+    )
+    env.filters["md"] = md_escape
+    template = env.get_template("report.md.j2")
+    return template.render(s=collect_sections(con), checks=run_checks(con))
+
+
+def run_checks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Run every checks/*.sql view; return the failing ones with their offending row counts."""
+    failing: dict[str, int] = {}
+    for view in read_view_files():
+        if view.layer != "checks":
+            continue
+        row = con.execute(f"select count(*) from {view.name}").fetchone()
+        if row and row[0]:
+            failing[view.name.removeprefix(CHECK_PREFIX)] = int(row[0])
+    return failing

@@ -1,0 +1,61 @@
+-- question: Which connections did each node translate, from which client and dialed address to which backend, and from which source did the backend see them?
+-- grain: one row per translated connection per node that translated it
+-- inputs: int_conntrack_entries__deduplicated
+with connections as (
+    select * from int_conntrack_entries__deduplicated
+),
+
+translated as (
+    select
+        *,
+        -- why: the reply tuple is what the kernel expects back; if its source is not the
+        -- original destination, the destination was rewritten (DNAT: VIP/NodePort -> backend).
+        (reply_src is distinct from orig_dst or reply_sport is distinct from orig_dport)
+            as is_dnat,
+        -- why: if the reply goes to someone other than the original source, the source was
+        -- rewritten (SNAT/MASQUERADE): reply_dst:reply_dport is what the backend saw.
+        (reply_dst is distinct from orig_src or reply_dport is distinct from orig_sport)
+            as is_snat
+    from connections
+),
+
+final as (
+    select
+        node,
+        proto,
+        orig_src as client_ip,
+        orig_sport as client_port,
+        orig_dst as dialed_ip,
+        orig_dport as dialed_port,
+        reply_src as backend_ip,
+        reply_sport as backend_port,
+        reply_dst as snat_ip,
+        reply_dport as snat_port,
+        case
+            when is_dnat and is_snat then 'dnat+snat'
+            when is_dnat then 'dnat'
+            else 'snat'
+        end as nat_kind,
+        state,
+        flags,
+        mark,
+        zone,
+        orig_icmp_type,
+        orig_icmp_id,
+        orig_packets,
+        orig_bytes,
+        reply_packets,
+        reply_bytes,
+        first_event_ts,
+        last_event_ts,
+        evidence,
+        n_records,
+        source_file,
+        source_line,
+        bundle_id
+    from translated
+    where is_dnat or is_snat
+)
+
+select * from final
+order by bundle_id, node, proto, dialed_ip, dialed_port, client_ip, client_port, backend_ip, backend_port
