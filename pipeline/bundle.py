@@ -18,7 +18,7 @@ from pipeline.ingest import TEXT_INGESTORS
 BUNDLE_LEVEL_NODE = "-"
 CLUSTER_FOLDER = "cluster"
 SNIFF_BYTES = 64 * 1024
-DOC_NAMES = ("readme", "license", "notes")
+DOC_NAMES = ("readme",)
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": "pcap",
@@ -111,8 +111,8 @@ def sniff(path: Path, data: bytes) -> Sniffed:
     magic = data[:4]
     if magic in PCAP_MAGICS:
         return Sniffed(PCAP_MAGICS[magic], None, is_binary=True)
-    if path.stem.lower() in DOC_NAMES or path.suffix.lower() == ".md":
-        return Sniffed(None, None, "bundle documentation (README/notes), not a capture")
+    if path.stem.lower() in DOC_NAMES or path.suffix.lower() == ".md":  # bundle provenance
+        return Sniffed(None, None, "bundle documentation (README), not a capture")
     if not data.strip():
         return Sniffed(None, None, "empty file")
     if b"\x00" in data[:SNIFF_BYTES]:
