@@ -14,6 +14,7 @@ from pipeline import __version__
 from pipeline.bundle import discover
 from pipeline.db import connect, read_view_files
 from pipeline.errors import ExitCode, InputError, QueryError
+from pipeline.explain.run import recompute
 from pipeline.loader import FileOutcome, load_file
 from pipeline.output import render_result, run_query
 from pipeline.report import render_report, run_checks
@@ -90,6 +91,7 @@ def analyze(
             progress.update(task, description=f"loading {f.source_file}")
             outcomes.append(load_file(con, f))
             progress.advance(task)
+    recompute(con)
     for outcome in outcomes:
         _print_outcome(outcome, quiet)
         if outcome.status == "failed":

@@ -83,9 +83,20 @@ RAW_CONNTRACK_ENTRIES = TableSchema(
     "raw_conntrack_entries",
     "conntrack table entries and events: conntrack -L (any -o), /proc/net/nf_conntrack, -E",
     (
-        Column("format", pl.Utf8, "default|extended|xml|proc|event: the print format seen"),
+        Column(
+            "format",
+            pl.Utf8,
+            "default|extended|proc|event|xml: the print layout seen (-o id/ktimestamp add"
+            " columns, not formats; proc = /proc/net/nf_conntrack, told from extended by"
+            " zone=0, expanded IPv6 or GRE timeouts in the same file)",
+        ),
         Column("event", pl.Utf8, "NEW|UPDATE|DESTROY for -E lines, null for table dumps"),
-        Column("event_ts", pl.Datetime("us", "UTC"), "event timestamp [epoch.usec] (UTC)"),
+        Column(
+            "event_ts",
+            pl.Datetime("us", "UTC"),
+            "event time: -E -o timestamp [epoch.usec] (UTC); -o xml,timestamp <when> is the"
+            " capture host's local time, stored as if it were UTC",
+        ),
         Column("l3proto", pl.Utf8, "ipv4|ipv6 when printed (extended, /proc), else inferred"),
         Column("proto", pl.Utf8, "layer-4 protocol name, lowercase; unknown numbers as text"),
         Column("proto_num", pl.Int32, "layer-4 protocol number"),
@@ -101,8 +112,23 @@ RAW_CONNTRACK_ENTRIES = TableSchema(
         Column("use", pl.Int32, "reference count (use=)"),
         Column("ct_id", pl.Int64, "conntrack id (id=, -o id)"),
         Column("delta_time_s", pl.Int64, "seconds since the entry was created (delta-time=)"),
-        Column("start_ts", pl.Datetime("us", "UTC"), "[start=...] with -o timestamp"),
-        Column("stop_ts", pl.Datetime("us", "UTC"), "[stop=...] with -o timestamp"),
+        Column(
+            "start_ts",
+            pl.Datetime("us", "UTC"),
+            "entry start: -o ktimestamp [start=ctime] is the capture host's local time stored"
+            " as if UTC (second resolution); XML <start> nanoseconds are true UTC",
+        ),
+        Column("stop_ts", pl.Datetime("us", "UTC"), "entry stop ([stop=...], <stop>), as start_ts"),
+        Column("secmark", pl.Int64, "security mark (secmark=)"),
+        Column("helper", pl.Utf8, "conntrack helper name (helper=)"),
+        Column("userspace_portid", pl.Int64, "-E: netlink portid of the program that caused it"),
+        Column("userspace_progname", pl.Utf8, "-E: name of that program (progname=)"),
+        Column(
+            "extra",
+            pl.Utf8,
+            "key=value tokens printed but not mapped to a column (e.g. GRE"
+            " 'timeout=0, stream_timeout=0' in /proc), as printed",
+        ),
         Column("raw", pl.Utf8, "the record's text as read (lines joined with a space)"),
     ),
 )
@@ -111,7 +137,8 @@ RAW_CONNTRACK_STATS = TableSchema(
     "raw_conntrack_stats",
     "conntrack -S per-cpu counters, one row per cpu and counter",
     (
-        Column("cpu", pl.Int32, "cpu number (cpu=N), null for a summary line"),
+        Column("format", pl.Utf8, "stats (conntrack -S) | proc (/proc/net/stat/nf_conntrack)"),
+        Column("cpu", pl.Int32, "cpu number (cpu=N); for proc the row's position (0-based)"),
         Column("counter", pl.Utf8, "counter name as printed (found, invalid, insert, drop, ...)"),
         Column("value", pl.Int64, "counter value"),
     ),
@@ -128,11 +155,15 @@ _IPVS_STATS = (
     Column("out_pps", pl.Int64, "--rate OutPPS"),
     Column("in_bps", pl.Int64, "--rate InBPS"),
     Column("out_bps", pl.Int64, "--rate OutBPS"),
-    Column("is_exact", pl.Boolean, "false when a value carried a K/M/G suffix (rounded)"),
+    Column("is_exact", pl.Boolean, "false when a value carried a K/M/G/T suffix (truncated)"),
 )
 
 _IPVS_SERVICE_KEY = (
-    Column("format", pl.Utf8, "list|stats|rate|save|proc: the listing the row came from"),
+    Column(
+        "format",
+        pl.Utf8,
+        "list|stats|rate|persistent_conn|thresholds|save|proc: the listing the row came from",
+    ),
     Column("proto", pl.Utf8, "tcp|udp|sctp, or fwm for firewall-mark services"),
     Column("vip", pl.Utf8, "virtual address (normalised; a host name when not -n)"),
     Column("vport", pl.Int32, "virtual port (null for fwm)"),
@@ -148,7 +179,8 @@ RAW_IPVS_SERVICES = TableSchema(
         Column("scheduler", pl.Utf8, "scheduler name (rr, wrr, lc, wlc, sh, mh, ...)"),
         Column("flags", pl.Utf8, "scheduler flags as printed (e.g. 'persistent 10800')"),
         Column("persistent_s", pl.Int64, "persistence timeout in seconds (persistent N)"),
-        Column("netmask", pl.Utf8, "persistence netmask when printed"),
+        Column("netmask", pl.Utf8, "persistence netmask when printed (IPv6: prefix length)"),
+        Column("family", pl.Utf8, "inet|inet6 (null when the address is a host name)"),
         *_IPVS_STATS,
     ),
 )
@@ -161,11 +193,15 @@ RAW_IPVS_BACKENDS = TableSchema(
         Column("service_line", pl.Int64, "line of the service this backend belongs to"),
         Column("backend_ip", pl.Utf8, "real server address (normalised)"),
         Column("backend_port", pl.Int32, "real server port"),
+        Column("backend_port_name", pl.Utf8, "port as printed when it was a service name"),
         Column("forward", pl.Utf8, "Masq|Route|Tunnel|Local or the unknown text as printed"),
         Column("weight", pl.Int64, "weight (0 = terminating / drained endpoint)"),
         Column("active_conn", pl.Int64, "ActiveConn"),
         Column("inact_conn", pl.Int64, "InActConn"),
         Column("persist_conn", pl.Int64, "PersistConn (--persistent-conn)"),
+        Column("u_threshold", pl.Int64, "Uthreshold (--thresholds, -x in ipvsadm-save)"),
+        Column("l_threshold", pl.Int64, "Lthreshold (--thresholds, -y in ipvsadm-save)"),
+        Column("tunnel_info", pl.Utf8, "TunnelInfo (--tun-info) or --tun-* options as printed"),
         *_IPVS_STATS,
     ),
 )
@@ -175,7 +211,7 @@ RAW_IPVS_CONNECTIONS = TableSchema(
     "IPVS connection table: ipvsadm -Lnc and /proc/net/ip_vs_conn",
     (
         Column("format", pl.Utf8, "list|proc"),
-        Column("proto", pl.Utf8, "tcp|udp|sctp"),
+        Column("proto", pl.Utf8, "tcp|udp|sctp (other protocol names lowercased as printed)"),
         Column("expire_s", pl.Int64, "seconds until expiry"),
         Column("state", pl.Utf8, "IPVS connection state (ESTABLISHED, TIME_WAIT, UDP, ...)"),
         Column("client_ip", pl.Utf8, "source address"),
@@ -184,14 +220,17 @@ RAW_IPVS_CONNECTIONS = TableSchema(
         Column("vport", pl.Int32, "virtual port"),
         Column("backend_ip", pl.Utf8, "destination (real server) address"),
         Column("backend_port", pl.Int32, "destination port"),
+        Column("pe_name", pl.Utf8, "persistence engine name (e.g. sip) when printed"),
+        Column("pe_data", pl.Utf8, "persistence engine data (e.g. SIP Call-ID) as printed"),
     ),
 )
 
 RAW_IPVS_STATS = TableSchema(
     "raw_ipvs_stats",
-    "/proc/net/ip_vs_stats totals and rates, one row per counter",
+    "/proc/net/ip_vs_stats (and _percpu) totals and rates, one row per counter",
     (
         Column("section", pl.Utf8, "total|rate"),
+        Column("cpu", pl.Int32, "cpu number in ip_vs_stats_percpu; null for all cpus"),
         Column("counter", pl.Utf8, "conns, in_pkts, out_pkts, in_bytes, out_bytes, cps, ..."),
         Column("value", pl.Int64, "value (hex decoded)"),
     ),
@@ -201,8 +240,14 @@ RAW_IPTABLES_CHAINS = TableSchema(
     "raw_iptables_chains",
     "chains declared by iptables-save (:CHAIN POLICY [p:b]) or iptables -S (-P/-N)",
     (
-        Column("format", pl.Utf8, "save|S"),
-        Column("table_name", pl.Utf8, "nat|filter|mangle|raw|security (from *table or -t)"),
+        Column("format", pl.Utf8, "save (:CHAIN line) | S (-P / -N line)"),
+        Column(
+            "table_name",
+            pl.Utf8,
+            "nat|filter|mangle|raw|security from *table; for -S listings and fragments 'nat'"
+            " only when the block shows it (nat-only target or nat's -P set), else null",
+        ),
+        Column("family", pl.Utf8, "ipv4|ipv6 from the ip(6)tables-save header or rule addresses"),
         Column("chain", pl.Utf8, "chain name"),
         Column("policy", pl.Utf8, "ACCEPT|DROP for built-in chains, null for user chains"),
         Column("pkts", pl.Int64, "policy packet counter [p:b]"),
@@ -214,13 +259,24 @@ RAW_IPTABLES_RULES = TableSchema(
     "raw_iptables_rules",
     "rules of iptables-save / iptables -S, kept as text and tokenised",
     (
-        Column("format", pl.Utf8, "save|S"),
+        Column(
+            "format",
+            pl.Utf8,
+            "save|S|rules: save in files with save markers (*table, :CHAIN, COMMIT, header,"
+            " [p:b]), S with -P/-N lines, rules for bare -A fragments (printed alike by both)",
+        ),
         Column("table_name", pl.Utf8, "table the rule is in (null when unknown, e.g. -S fragment)"),
+        Column("family", pl.Utf8, "ipv4|ipv6 from the ip(6)tables-save header or rule addresses"),
         Column("chain", pl.Utf8, "chain of the rule (-A CHAIN)"),
-        Column("rule_num", pl.Int32, "1-based position of the rule within its chain in this file"),
-        Column("rule", pl.Utf8, "the rule text after '-A CHAIN'"),
-        Column("pkts", pl.Int64, "[p:b] packet counter (iptables-save -c)"),
-        Column("bytes", pl.Int64, "[p:b] byte counter"),
+        Column(
+            "rule_num",
+            pl.Int32,
+            "1-based position of the rule within its chain in this table listing (rejected"
+            " -A lines of the chain count too)",
+        ),
+        Column("rule", pl.Utf8, "the rule text after '-A CHAIN' (as printed, -c p b included)"),
+        Column("pkts", pl.Int64, "packet counter: [p:b] (iptables-save -c) or -c p b (-S -v)"),
+        Column("bytes", pl.Int64, "byte counter: [p:b] or -c p b"),
         Column("proto", pl.Utf8, "-p value ('!' prefix when negated)"),
         Column("src", pl.Utf8, "-s value ('!' prefix when negated)"),
         Column("dst", pl.Utf8, "-d value ('!' prefix when negated)"),
@@ -239,9 +295,10 @@ RAW_IPTABLES_RULES = TableSchema(
                     }
                 )
             ),
-            "every match option with its module ('' for built-ins), negation and arguments",
+            "every match option in order, with its module ('' for -p/-s/-d/-i/-o/-f), '!' and"
+            " arguments; each -m is an entry too (option '-m', args [module])",
         ),
-        Column("comment", pl.Utf8, "-m comment --comment text (unquoted)"),
+        Column("comment", pl.Utf8, "first -m comment --comment text (unquoted)"),
         Column("jump_kind", pl.Utf8, "j (jump) or g (goto); null when the rule has no target"),
         Column("target", pl.Utf8, "target chain or extension (KUBE-SVC-..., DNAT, MASQUERADE)"),
         Column("target_args", pl.List(pl.Utf8), "tokens after the target (--to-destination ...)"),
@@ -271,8 +328,9 @@ RAW_IPSET_MEMBERS = TableSchema(
     (
         Column("format", pl.Utf8, "list|save"),
         Column("set_name", pl.Utf8, "set the member belongs to"),
-        Column("member", pl.Utf8, "member as printed (e.g. 10.200.1.10,udp:53)"),
+        Column("member", pl.Utf8, "element as printed, without options (10.200.1.10,udp:53)"),
         Column("ip", pl.Utf8, "address or network part, when present"),
+        Column("ip2", pl.Utf8, "second address/network (hash:ip,port,ip / ,net, hash:net,net)"),
         Column("proto", pl.Utf8, "protocol of a ,proto:port element"),
         Column("port", pl.Int32, "port of a ,proto:port element or a bitmap:port member"),
         Column("extra", pl.Utf8, "remaining element parts and options (timeout, comment, ...)"),
@@ -294,7 +352,13 @@ RAW_HOST_ADDRS = TableSchema(
         Column("prefixlen", pl.Int32, "prefix length"),
         Column("scope", pl.Utf8, "global|link|host"),
         Column("is_secondary", pl.Boolean, "secondary address (not the primary of its subnet)"),
-        Column("label", pl.Utf8, "address label"),
+        Column("label", pl.Utf8, "address label (inet only; e.g. eth0:vip)"),
+        Column("peer", pl.Utf8, "peer address of a point-to-point address (peer ...)"),
+        Column("addr_flags", pl.List(pl.Utf8), "address flags: secondary, nodad, dynamic, ..."),
+        Column("link_flags", pl.List(pl.Utf8), "interface flags: UP, LOWER_UP, NOARP, ..."),
+        Column("mtu", pl.Int32, "interface MTU"),
+        Column("master", pl.Utf8, "bridge/bond the interface is enslaved to (master ...)"),
+        Column("link_kind", pl.Utf8, "veth, bridge, dummy, vxlan, ... (only with ip -d)"),
     ),
 )
 
@@ -304,14 +368,17 @@ RAW_HOST_ROUTES = TableSchema(
     (
         Column("format", pl.Utf8, "json|text"),
         Column("table_name", pl.Utf8, "routing table (main when not printed)"),
-        Column("route_type", pl.Utf8, "unicast, local, broadcast, blackhole, ..."),
+        Column("route_type", pl.Utf8, "unicast (when not printed), local, broadcast, ..."),
         Column("dst", pl.Utf8, "destination prefix in CIDR form (default -> 0.0.0.0/0 or ::/0)"),
         Column("gateway", pl.Utf8, "via address"),
         Column("dev", pl.Utf8, "egress interface"),
-        Column("protocol", pl.Utf8, "proto (kernel, boot, static, ...)"),
-        Column("scope", pl.Utf8, "scope"),
+        Column("protocol", pl.Utf8, "proto (kernel, static, ...; boot when not printed)"),
+        Column("scope", pl.Utf8, "scope (global when not printed)"),
         Column("prefsrc", pl.Utf8, "preferred source address (src)"),
         Column("metric", pl.Int64, "metric"),
+        Column("family", pl.Utf8, "inet|inet6 (of dst; a default route's from its gateway)"),
+        Column("weight", pl.Int32, "nexthop weight of a multipath route (one row per nexthop)"),
+        Column("flags", pl.List(pl.Utf8), "route and nexthop flags: onlink, linkdown, dead, ..."),
     ),
 )
 
@@ -323,6 +390,7 @@ RAW_K8S_OBJECTS = TableSchema(
         Column("namespace", pl.Utf8, "metadata.namespace"),
         Column("name", pl.Utf8, "metadata.name"),
         Column("object_json", pl.Utf8, "the object as JSON text"),
+        Column("api_version", pl.Utf8, "apiVersion (v1, discovery.k8s.io/v1, ...)"),
     ),
 )
 
@@ -337,6 +405,12 @@ RAW_K8S_PODS = TableSchema(
         Column("host_ip", pl.Utf8, "status.hostIP"),
         Column("phase", pl.Utf8, "status.phase"),
         Column("labels_json", pl.Utf8, "metadata.labels as JSON"),
+        Column("is_host_network", pl.Boolean, "spec.hostNetwork (pod IP = node IP)"),
+        Column(
+            "container_ports",
+            pl.List(pl.Struct({"name": pl.Utf8, "port": pl.Int32, "proto": pl.Utf8})),
+            "containers[].ports (resolve a Service's named targetPort)",
+        ),
     ),
 )
 
@@ -355,6 +429,14 @@ RAW_K8S_SERVICE_PORTS = TableSchema(
         Column("node_port", pl.Int32, "ports[].nodePort"),
         Column("session_affinity", pl.Utf8, "spec.sessionAffinity"),
         Column("external_traffic_policy", pl.Utf8, "spec.externalTrafficPolicy"),
+        Column("internal_traffic_policy", pl.Utf8, "spec.internalTrafficPolicy"),
+        Column(
+            "session_affinity_timeout_s",
+            pl.Int64,
+            "sessionAffinityConfig.clientIP.timeoutSeconds (IPVS 'persistent N')",
+        ),
+        Column("external_ips", pl.List(pl.Utf8), "spec.externalIPs"),
+        Column("load_balancer_ips", pl.List(pl.Utf8), "status.loadBalancer.ingress[].ip"),
     ),
 )
 
@@ -371,9 +453,12 @@ RAW_K8S_ENDPOINTS = TableSchema(
         Column("port", pl.Int32, "ports[].port"),
         Column("node_name", pl.Utf8, "endpoints[].nodeName"),
         Column("pod", pl.Utf8, "targetRef name when kind is Pod"),
-        Column("is_ready", pl.Boolean, "conditions.ready"),
+        Column("is_ready", pl.Boolean, "conditions.ready (null: unset); Endpoints: in addresses"),
         Column("is_serving", pl.Boolean, "conditions.serving"),
         Column("is_terminating", pl.Boolean, "conditions.terminating"),
+        Column("source_kind", pl.Utf8, "EndpointSlice|Endpoints (do not count both)"),
+        Column("address_type", pl.Utf8, "addressType: IPv4|IPv6|FQDN (Endpoints: null)"),
+        Column("zone", pl.Utf8, "endpoints[].zone"),
     ),
 )
 
@@ -385,6 +470,7 @@ RAW_K8S_NODES = TableSchema(
         Column("address_type", pl.Utf8, "InternalIP, ExternalIP, Hostname"),
         Column("address", pl.Utf8, "the address"),
         Column("pod_cidr", pl.Utf8, "spec.podCIDR"),
+        Column("pod_cidrs", pl.List(pl.Utf8), "spec.podCIDRs (dual stack)"),
     ),
 )
 
@@ -477,8 +563,94 @@ TEXT_TABLES: tuple[TableSchema, ...] = (
 
 PACKET_TABLES: tuple[TableSchema, ...] = (RAW_PACKETS,)
 
+# Derived tables: computed by pipeline/explain after every load (the kernel's rule walk is not
+# SQL); fully replaced each run. Answer views join them with the SQL-built views.
+DERIVED_SNAT_DECISIONS = TableSchema(
+    "derived_snat_decisions",
+    "per translated connection: the nat rules it walked and the SNAT source they predict",
+    (
+        Column("proto", pl.Utf8, "protocol"),
+        Column("client_ip", pl.Utf8, "original source"),
+        Column("client_port", pl.Int32, "original source port"),
+        Column("dialed_ip", pl.Utf8, "original destination"),
+        Column("dialed_port", pl.Int32, "original destination port"),
+        Column("backend_ip", pl.Utf8, "reply source (DNAT target)"),
+        Column("backend_port", pl.Int32, "reply source port"),
+        Column("snat_ip", pl.Utf8, "reply destination: the source the backend saw"),
+        Column("snat_port", pl.Int32, "reply destination port"),
+        Column("hook", pl.Utf8, "PREROUTING (arriving) or OUTPUT (locally generated)"),
+        Column("decision", pl.Utf8, "none|masquerade|snat|unknown"),
+        Column("trail", pl.List(pl.Utf8), "rules that matched, in order: table/chain#n `rule`"),
+        Column("mark", pl.Int64, "packet mark after nat PREROUTING/OUTPUT"),
+        Column("mark_set_by", pl.Utf8, "the rule that jumped to the marking chain -> MARK rule"),
+        Column("dnat_by", pl.Utf8, "the DNAT rule, or the IPVS virtual service"),
+        Column("egress_iface", pl.Utf8, "interface of the route to the backend"),
+        Column("route", pl.Utf8, "the route used, as ip route prints it"),
+        Column("predicted_snat_ip", pl.Utf8, "source address the rules and routes predict"),
+        Column("agrees", pl.Boolean, "predicted_snat_ip = snat_ip (null when not predicted)"),
+        Column("snat_class", pl.Utf8, "none|node IP|pod gateway|other (from addresses alone)"),
+        Column("snat_class_basis", pl.Utf8, "why the observed source is in that class"),
+        Column("is_random_fully", pl.Boolean, "the SNAT/MASQUERADE rule has --random-fully"),
+        Column(
+            "is_snat_port_in_nodeport_range",
+            pl.Boolean,
+            "SNAT source port within 30000-32767 (can collide with NodePorts)",
+        ),
+        Column("path_probability", pl.Float64, "probability of the chosen statistic branch"),
+        Column("reason", pl.Utf8, "one sentence: why the backend saw this source"),
+        Column("missing_inputs", pl.List(pl.Utf8), "inputs that would be needed to explain it"),
+        Column("unknowns", pl.List(pl.Utf8), "matches/targets that could not be evaluated"),
+    ),
+)
+
+DERIVED_EXPECTED_BACKENDS = TableSchema(
+    "derived_expected_backends",
+    "per node and dialed service: the share of connections the rules promise each backend",
+    (
+        Column("proto", pl.Utf8, "protocol"),
+        Column("dialed_ip", pl.Utf8, "dialed VIP / node address"),
+        Column("dialed_port", pl.Int32, "dialed port"),
+        Column("backend_ip", pl.Utf8, "backend address"),
+        Column("backend_port", pl.Int32, "backend port"),
+        Column("expected_share", pl.Float64, "promised share (null when not predictable)"),
+        Column("expected_connections", pl.Float64, "expected count for the observed total"),
+        Column("basis", pl.Utf8, "iptables statistic cascade, ipvs rr/wrr, ..."),
+        Column("is_predictable", pl.Boolean, "false for lc/wlc/sh/mh and unknown rules"),
+    ),
+    line_column=None,
+)
+
+DERIVED_DISTRIBUTION_TESTS = TableSchema(
+    "derived_distribution_tests",
+    "per scope and dialed service: chi-square goodness of fit, observed vs promised",
+    (
+        Column("scope", pl.Utf8, "all | node"),
+        Column("proto", pl.Utf8, "protocol"),
+        Column("dialed_ip", pl.Utf8, "dialed address"),
+        Column("dialed_port", pl.Int32, "dialed port"),
+        Column("connections", pl.Int64, "observed connections"),
+        Column("chi2", pl.Float64, "chi-square statistic"),
+        Column("dof", pl.Int32, "degrees of freedom (backends with a share - 1)"),
+        Column("p_value", pl.Float64, "p-value of the goodness-of-fit test"),
+        Column("verdict", pl.Utf8, "plain-language verdict"),
+        Column("nodes_disagree", pl.Boolean, "nodes promise different backends or shares"),
+    ),
+    line_column=None,
+)
+
 BOOKKEEPING_TABLES: tuple[TableSchema, ...] = (RAW_INGEST_FILES, RAW_INGEST_ERRORS)
 
-ALL_TABLES: tuple[TableSchema, ...] = (*TEXT_TABLES, *PACKET_TABLES, *BOOKKEEPING_TABLES)
+DERIVED_TABLES: tuple[TableSchema, ...] = (
+    DERIVED_SNAT_DECISIONS,
+    DERIVED_EXPECTED_BACKENDS,
+    DERIVED_DISTRIBUTION_TESTS,
+)
+
+ALL_TABLES: tuple[TableSchema, ...] = (
+    *TEXT_TABLES,
+    *PACKET_TABLES,
+    *BOOKKEEPING_TABLES,
+    *DERIVED_TABLES,
+)
 
 BY_NAME: dict[str, TableSchema] = {t.name: t for t in ALL_TABLES}

@@ -1,24 +1,25 @@
--- question: How were the connections to each dialed service spread over its backends, over all nodes and per node?
+-- question: How were the connections to each dialed service spread over its backends, compared with what the rules promise, over all nodes and per node?
 -- grain: one row per scope (all nodes, or one node), dialed service (proto, ip, port) and backend
--- inputs: nat_translations, stg_ipvs__backends
-with translations as (
-    select * from nat_translations where nat_kind in ('dnat', 'dnat+snat')
+-- inputs: int_nat_translations__counted_by_backend, stg_ipvs__backends, derived_expected_backends, derived_distribution_tests
+with observed as (
+    select * from int_nat_translations__counted_by_backend
 ),
 
-ipvs_promised as (
-    -- why: a real server listed by IPVS for the dialed VIP:port is a backend the scheduler could
-    -- pick, so it appears with 0 connections when none reached it
+promised as (
+    select * from derived_expected_backends
+),
+
+tests as (
+    select * from derived_distribution_tests
+),
+
+ipvs_listed as (
+    -- why: a real server IPVS lists for the dialed VIP:port is a backend the scheduler could
+    -- pick, so it is shown with 0 connections when none reached it
     select distinct bundle_id, node, proto, vip as dialed_ip, vport as dialed_port,
         backend_ip, backend_port
     from stg_ipvs__backends
     where vport is not null and format in ('list', 'save', 'proc')
-),
-
-observed_per_node as (
-    select bundle_id, node, proto, dialed_ip, dialed_port, backend_ip, backend_port,
-        count(*) as connections
-    from translations
-    group by all
 ),
 
 per_node as (
@@ -31,25 +32,56 @@ per_node as (
         coalesce(o.backend_ip, p.backend_ip) as backend_ip,
         coalesce(o.backend_port, p.backend_port) as backend_port,
         coalesce(o.connections, 0) as connections,
-        p.backend_ip is not null as is_ipvs_backend
-    from observed_per_node as o
-    full outer join ipvs_promised as p
+        p.expected_share,
+        p.expected_connections,
+        p.basis,
+        p.is_predictable
+    from observed as o
+    full outer join promised as p
         on o.bundle_id = p.bundle_id and o.node = p.node and o.proto = p.proto
         and o.dialed_ip = p.dialed_ip and o.dialed_port = p.dialed_port
-        and o.backend_ip = p.backend_ip and o.backend_port = p.backend_port
+        and o.backend_ip = p.backend_ip
+        and o.backend_port is not distinct from p.backend_port
 ),
 
-services_with_traffic as (
-    select distinct bundle_id, proto, dialed_ip, dialed_port from observed_per_node
+with_listed as (
+    select
+        n.*,
+        exists (
+            select 1 from ipvs_listed as l
+            where l.bundle_id = n.bundle_id and l.node = n.node and l.proto = n.proto
+                and l.dialed_ip = n.dialed_ip and l.dialed_port = n.dialed_port
+                and l.backend_ip = n.backend_ip and l.backend_port = n.backend_port
+        ) as is_ipvs_backend
+    from per_node as n
 ),
 
 scoped as (
-    select 'node' as scope, n.* from per_node as n
+    select 'node' as scope, * from with_listed
     union all
-    select 'all' as scope, bundle_id, '*' as node, proto, dialed_ip, dialed_port, backend_ip,
-        backend_port, sum(connections) as connections, bool_or(is_ipvs_backend)
-    from per_node
+    select
+        'all' as scope,
+        bundle_id,
+        '*' as node,
+        proto,
+        dialed_ip,
+        dialed_port,
+        backend_ip,
+        backend_port,
+        sum(connections) as connections,
+        null as expected_share,
+        -- why: each node's connections follow that node's rules, so expected counts add up
+        case when bool_and(coalesce(is_predictable, false)) then sum(expected_connections) end
+            as expected_connections,
+        string_agg(distinct basis, ', ') as basis,
+        bool_and(coalesce(is_predictable, false)) as is_predictable,
+        bool_or(is_ipvs_backend) as is_ipvs_backend
+    from with_listed
     group by all
+),
+
+services_with_traffic as (
+    select distinct bundle_id, proto, dialed_ip, dialed_port from observed
 ),
 
 final as (
@@ -62,18 +94,28 @@ final as (
         s.backend_ip,
         s.backend_port,
         s.connections,
-        round(
-            s.connections / nullif(sum(s.connections) over (
-                partition by s.bundle_id, s.scope, s.node, s.proto, s.dialed_ip, s.dialed_port
-            ), 0),
-            4
-        ) as share,
+        round(s.connections / nullif(sum(s.connections) over w, 0), 4) as share,
+        round(coalesce(
+            s.expected_share,
+            s.expected_connections / nullif(sum(s.connections) over w, 0)
+        ), 4) as expected_share,
+        round(s.expected_connections, 3) as expected_connections,
+        s.basis,
         s.is_ipvs_backend,
+        t.chi2,
+        t.dof,
+        t.p_value,
+        t.verdict,
+        t.nodes_disagree,
         s.bundle_id
     from scoped as s
-    semi join services_with_traffic as t
-        on t.bundle_id = s.bundle_id and t.proto = s.proto
-        and t.dialed_ip = s.dialed_ip and t.dialed_port = s.dialed_port
+    semi join services_with_traffic as v
+        on v.bundle_id = s.bundle_id and v.proto = s.proto
+        and v.dialed_ip = s.dialed_ip and v.dialed_port = s.dialed_port
+    left join tests as t
+        on t.bundle_id = s.bundle_id and t.scope = s.scope and t.node = s.node
+        and t.proto = s.proto and t.dialed_ip = s.dialed_ip and t.dialed_port = s.dialed_port
+    window w as (partition by s.bundle_id, s.scope, s.node, s.proto, s.dialed_ip, s.dialed_port)
 )
 
 select * from final

@@ -1,0 +1,150 @@
+"""Recompute the derived tables after a load: SNAT decisions, promised shares, fit tests."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from pipeline.explain.classify import ClusterFacts, parse_ip
+from pipeline.explain.decide import Translation, explain
+from pipeline.explain.inputs import NodeInputs, load_node_inputs
+from pipeline.explain.shares import expected_rows, fit_tests
+from pipeline.schemas import (
+    DERIVED_DISTRIBUTION_TESTS,
+    DERIVED_EXPECTED_BACKENDS,
+    DERIVED_SNAT_DECISIONS,
+    DERIVED_TABLES,
+    TableSchema,
+)
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def cluster_facts(
+    con: duckdb.DuckDBPyConnection, nodes: dict[tuple[str, str], NodeInputs]
+) -> ClusterFacts:
+    facts = ClusterFacts()
+    for row in _rows(
+        con,
+        "select distinct node_name, address_type, address, pod_cidr "
+        "from stg_k8s__nodes order by all",
+    ):
+        if row["pod_cidr"]:
+            try:
+                cidr = ipaddress.ip_network(row["pod_cidr"], strict=False)
+                facts.pod_cidrs.setdefault(cidr, f"podCIDR of node {row['node_name']}")
+            except ValueError:
+                pass
+        ip = parse_ip(row["address"])
+        if ip is not None and row["address_type"] == "InternalIP":
+            facts.node_ips.setdefault(ip, row["node_name"])
+    for key, inputs in sorted(nodes.items()):
+        for rules in inputs.ruleset.rules.values():
+            for rule in rules:
+                for option in rule.options:
+                    # why: kube-proxy masquerades traffic to services from outside the cluster
+                    # CIDR with `! -s <clusterCIDR> ... -j KUBE-MARK-MASQ`
+                    if (
+                        option.option in ("-s", "--source")
+                        and option.negated
+                        and rule.target == "KUBE-MARK-MASQ"
+                        and option.args
+                    ):
+                        try:
+                            cidr = ipaddress.ip_network(option.args[0], strict=False)
+                        except ValueError:
+                            continue
+                        facts.pod_cidrs.setdefault(
+                            cidr, f"kube-proxy's cluster CIDR in {rule.ref} on {key[1]}"
+                        )
+        for address in inputs.netstate.addresses:
+            facts.add_local(key, address.local, f"on {address.ifname} in `ip addr`")
+        for proto, vip, vport in sorted(inputs.ipvs_vips, key=str):
+            if 30000 <= vport <= 32767:
+                facts.add_local(
+                    key,
+                    vip,
+                    f"IPVS lists NodePort {vip}:{vport} ({proto}) on it, and "
+                    "kube-proxy binds NodePorts to the node's own addresses",
+                )
+    return facts
+
+
+def _translations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    return _rows(
+        con,
+        "select bundle_id, node, proto, client_ip, client_port, dialed_ip, dialed_port, "
+        "backend_ip, backend_port, snat_ip, snat_port, nat_kind, source_file, source_line "
+        "from nat_translations order by all",
+    )
+
+
+def recompute(con: duckdb.DuckDBPyConnection) -> None:
+    nodes = load_node_inputs(con)
+    facts = cluster_facts(con, nodes)
+    decisions: list[dict[str, Any]] = []
+    shares_by_translation: list[tuple[dict[str, Any], dict[str, float]]] = []
+    for row in _translations(con):
+        t = Translation(**{k: row[k] for k in Translation.__dataclass_fields__})
+        explanation = explain(t, nodes.get((t.bundle_id, t.node)), facts)
+        record = {k: row[k] for k in row if k not in ("nat_kind",)}
+        record.update(
+            hook=explanation.hook,
+            decision=explanation.decision,
+            trail=explanation.trail,
+            mark=explanation.mark,
+            mark_set_by=explanation.mark_set_by,
+            dnat_by=explanation.dnat_by,
+            egress_iface=explanation.egress_iface,
+            route=explanation.route,
+            predicted_snat_ip=explanation.predicted_snat_ip,
+            agrees=explanation.agrees,
+            snat_class=explanation.snat_class,
+            snat_class_basis=explanation.snat_class_basis,
+            is_random_fully=explanation.is_random_fully,
+            is_snat_port_in_nodeport_range=explanation.is_snat_port_in_nodeport_range,
+            path_probability=explanation.path_probability,
+            reason=explanation.reason,
+            missing_inputs=explanation.missing_inputs,
+            unknowns=explanation.unknowns,
+        )
+        decisions.append(record)
+        if row["nat_kind"] in ("dnat", "dnat+snat"):
+            shares_by_translation.append((row, explanation.dnat_shares))
+    expected = expected_rows(con, shares_by_translation)
+    tests = fit_tests(con, expected)
+    con.execute("begin transaction")
+    try:
+        for schema in DERIVED_TABLES:
+            con.execute(f"delete from {schema.name}")
+        _insert(con, DERIVED_SNAT_DECISIONS, decisions)
+        _insert(con, DERIVED_EXPECTED_BACKENDS, expected)
+        _insert(con, DERIVED_DISTRIBUTION_TESTS, tests)
+        con.execute("commit")
+    except duckdb.Error:
+        con.execute("rollback")
+        raise
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, schema: TableSchema, rows: list[dict[str, Any]]
+) -> None:
+    if not rows:
+        return
+    frame = pl.DataFrame(
+        [{k: r.get(k) for k in schema.polars_schema()} for r in rows],
+        schema=schema.polars_schema(),
+        orient="row",
+    )
+    con.register("_natlens_derived", frame.to_arrow())
+    try:
+        con.execute(f"insert into {schema.name} by name select * from _natlens_derived")
+    finally:
+        con.unregister("_natlens_derived")

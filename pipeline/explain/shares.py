@@ -1,0 +1,221 @@
+"""What the rules promise each backend, and a goodness-of-fit test of what was observed.
+
+- iptables mode: the rule walk of every observed connection gives P(DNAT to each endpoint)
+  (a `statistic --probability` cascade or `--mode nth` round robin); summing those over the
+  connections is the expected count per endpoint.
+- IPVS: rr shares equally among real servers with weight > 0, wrr by weight; lc/wlc/sh/mh and
+  the rest depend on live connection counts or hashes, so they are not predictable from counts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import duckdb
+from scipy.stats import chisquare
+
+ServiceKey = tuple[str, str, str, str, int]  # bundle, node, proto, dialed_ip, dialed_port
+SIGNIFICANCE = 0.05
+WEIGHTED = {"wrr"}
+EQUAL = {"rr"}
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql)
+    names = [d[0] for d in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _split(target: str) -> tuple[str, int | None]:
+    host, sep, port = target.rpartition(":")
+    if not sep or "]" in port or (host.count(":") > 0 and not host.endswith("]")):
+        return target.strip("[]"), None
+    return host.strip("[]"), int(port) if port.isdigit() else None
+
+
+def expected_rows(
+    con: duckdb.DuckDBPyConnection,
+    translations: list[tuple[dict[str, Any], dict[str, float]]],
+) -> list[dict[str, Any]]:
+    groups: dict[ServiceKey, list[dict[str, float]]] = defaultdict(list)
+    for row, shares in translations:
+        key = (row["bundle_id"], row["node"], row["proto"], row["dialed_ip"], row["dialed_port"])
+        groups[key].append(shares)
+    ipvs = _ipvs_promises(con)
+    out: list[dict[str, Any]] = []
+    for key, per_connection in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        bundle_id, node, proto, dialed_ip, dialed_port = key
+        base = {
+            "bundle_id": bundle_id,
+            "node": node,
+            "source_file": None,
+            "proto": proto,
+            "dialed_ip": dialed_ip,
+            "dialed_port": dialed_port,
+        }
+        if any(per_connection):
+            totals: dict[str, float] = defaultdict(float)
+            for shares in per_connection:
+                for target, p in shares.items():
+                    totals[target] += p
+            complete = all(abs(sum(s.values()) - 1.0) < 1e-6 for s in per_connection)
+            n = len(per_connection)
+            for target, expected in sorted(totals.items()):
+                ip, port = _split(target)
+                out.append(
+                    {
+                        **base,
+                        "backend_ip": ip,
+                        "backend_port": port or None,
+                        "expected_share": expected / n if complete else None,
+                        "expected_connections": expected if complete else None,
+                        "basis": "iptables statistic (rule walk)",
+                        "is_predictable": complete,
+                    }
+                )
+            continue
+        promise = ipvs.get(key)
+        if promise is None:
+            continue
+        scheduler, backends = promise
+        n = len(per_connection)
+        total_weight = sum(w for _, _, w in backends if w > 0)
+        live = sum(1 for _, _, w in backends if w > 0)
+        for ip, port, weight in backends:
+            share: float | None
+            if scheduler in EQUAL:
+                share = (1.0 / live) if weight > 0 else 0.0
+            elif scheduler in WEIGHTED:
+                share = (weight / total_weight) if weight > 0 and total_weight else 0.0
+            else:
+                share = None
+            out.append(
+                {
+                    **base,
+                    "backend_ip": ip,
+                    "backend_port": port,
+                    "expected_share": share,
+                    "expected_connections": None if share is None else share * n,
+                    "basis": f"ipvs {scheduler}"
+                    + ("" if share is not None else " (depends on live state)"),
+                    "is_predictable": share is not None,
+                }
+            )
+    return out
+
+
+def _ipvs_promises(
+    con: duckdb.DuckDBPyConnection,
+) -> dict[ServiceKey, tuple[str, list[tuple[str, int, int]]]]:
+    services = _rows(
+        con,
+        "select bundle_id, node, proto, vip, vport, scheduler, source_file, source_line "
+        "from stg_ipvs__services where format in ('list', 'save', 'proc') and vport is not null "
+        "order by bundle_id, node, source_file, source_line",
+    )
+    backends = _rows(
+        con,
+        "select bundle_id, node, source_file, service_line, backend_ip, backend_port, weight "
+        "from stg_ipvs__backends where format in ('list', 'save', 'proc') "
+        "order by bundle_id, node, source_file, source_line",
+    )
+    by_service_line: dict[tuple[str, str, str, int], list[tuple[str, int, int]]] = defaultdict(list)
+    for b in backends:
+        by_service_line[(b["bundle_id"], b["node"], b["source_file"], b["service_line"])].append(
+            (b["backend_ip"], b["backend_port"], int(b["weight"] or 0))
+        )
+    promises: dict[ServiceKey, tuple[str, list[tuple[str, int, int]]]] = {}
+    for s in services:  # later files win: the newest listing of a node describes the service
+        key = (s["bundle_id"], s["node"], s["proto"], s["vip"], s["vport"])
+        listed = by_service_line.get(
+            (s["bundle_id"], s["node"], s["source_file"], s["source_line"])
+        )
+        if listed:
+            promises[key] = ((s["scheduler"] or "").lower(), sorted(set(listed)))
+    return promises
+
+
+def fit_tests(
+    con: duckdb.DuckDBPyConnection, expected: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    observed = _rows(
+        con,
+        "select bundle_id, node, proto, dialed_ip, dialed_port, backend_ip, backend_port, "
+        "connections from int_nat_translations__counted_by_backend order by all",
+    )
+    obs: dict[tuple[Any, ...], dict[tuple[str, Any], float]] = defaultdict(dict)
+    exp: dict[tuple[Any, ...], dict[tuple[str, Any], float | None]] = defaultdict(dict)
+    promised: dict[tuple[Any, ...], dict[str, dict[tuple[str, Any], float | None]]] = defaultdict(
+        dict
+    )
+    for r in observed:
+        for scope_key in (("node", r["bundle_id"], r["node"]), ("all", r["bundle_id"], "*")):
+            key = (*scope_key, r["proto"], r["dialed_ip"], r["dialed_port"])
+            backend = (r["backend_ip"], r["backend_port"])
+            obs[key][backend] = obs[key].get(backend, 0) + r["connections"]
+    for e in expected:
+        backend = (e["backend_ip"], e["backend_port"])
+        for scope_key in (("node", e["bundle_id"], e["node"]), ("all", e["bundle_id"], "*")):
+            key = (*scope_key, e["proto"], e["dialed_ip"], e["dialed_port"])
+            before = exp[key].get(backend, 0.0)
+            value = e["expected_connections"]
+            exp[key][backend] = None if value is None or before is None else before + value
+        all_key = ("all", e["bundle_id"], "*", e["proto"], e["dialed_ip"], e["dialed_port"])
+        promised[all_key].setdefault(e["node"], {})[backend] = (
+            None if e["expected_share"] is None else round(e["expected_share"], 6)
+        )
+    tests = []
+    for key in sorted(obs, key=str):
+        scope, bundle_id, node, proto, dialed_ip, dialed_port = key
+        row = {
+            "bundle_id": bundle_id,
+            "node": node,
+            "source_file": None,
+            "scope": scope,
+            "proto": proto,
+            "dialed_ip": dialed_ip,
+            "dialed_port": dialed_port,
+            "connections": int(sum(obs[key].values())),
+        }
+        row.update(_test(obs[key], exp.get(key, {})))
+        maps = list(promised.get(key, {}).values())
+        row["nodes_disagree"] = scope == "all" and any(m != maps[0] for m in maps[1:])
+        tests.append(row)
+    return tests
+
+
+def _test(
+    observed: dict[tuple[str, Any], float], expected: dict[tuple[str, Any], float | None]
+) -> dict[str, Any]:
+    empty = {"chi2": None, "dof": None, "p_value": None}
+    if not expected:
+        return {**empty, "verdict": "no promise known (no rules or IPVS listing for this address)"}
+    if any(v is None for v in expected.values()):
+        return {
+            **empty,
+            "verdict": "not predictable from the rules (scheduler or match depends on live state)",
+        }
+    stray = sorted(b for b in observed if expected.get(b, 0.0) == 0.0)
+    if stray:
+        names = ", ".join(f"{ip}:{port}" for ip, port in stray)
+        return {
+            "chi2": float("inf"),
+            "dof": None,
+            "p_value": 0.0,
+            "verdict": f"connections reached backends the rules give no share: {names}",
+        }
+    backends = sorted(b for b, v in expected.items() if v)
+    if len(backends) < 2:
+        return {**empty, "verdict": "a single backend: nothing to compare"}
+    f_obs = [observed.get(b, 0.0) for b in backends]
+    f_exp = [float(expected[b] or 0.0) for b in backends]
+    result = chisquare(f_obs, f_exp)
+    chi2, p_value = float(result.statistic), float(result.pvalue)
+    dof = len(backends) - 1
+    few = " (expected counts below 5: the test is approximate)" if min(f_exp) < 5 else ""
+    if p_value >= SIGNIFICANCE:
+        verdict = f"consistent with the promised split (p = {p_value:.3g}){few}"
+    else:
+        verdict = f"deviates from the promised split (p = {p_value:.3g}){few}"
+    return {"chi2": chi2, "dof": dof, "p_value": p_value, "verdict": verdict}
