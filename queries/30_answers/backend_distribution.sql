@@ -1,6 +1,6 @@
 -- question: How were the connections to each dialed service spread over its backends, compared with what the rules promise, over all nodes and per node?
 -- grain: one row per scope (all nodes, or one node), dialed service (proto, ip, port) and backend
--- inputs: int_nat_translations__counted_by_backend, stg_ipvs__backends, derived_expected_backends, derived_distribution_tests
+-- inputs: int_nat_translations__counted_by_backend, stg_ipvs__backends, derived_expected_backends, derived_distribution_tests, int_k8s_addresses__named, int_k8s_service_ports__named
 with observed as (
     select * from int_nat_translations__counted_by_backend
 ),
@@ -80,6 +80,14 @@ scoped as (
     group by all
 ),
 
+names as (
+    select * from int_k8s_addresses__named
+),
+
+service_names as (
+    select * from int_k8s_service_ports__named
+),
+
 services_with_traffic as (
     select distinct bundle_id, proto, dialed_ip, dialed_port from observed
 ),
@@ -93,6 +101,8 @@ final as (
         s.dialed_port,
         s.backend_ip,
         s.backend_port,
+        coalesce(svc.name, nodeport.name) as dialed_name,
+        backend.name as backend_name,
         s.connections,
         round(s.connections / nullif(sum(s.connections) over w, 0), 4) as share,
         round(coalesce(
@@ -115,6 +125,13 @@ final as (
     left join tests as t
         on t.bundle_id = s.bundle_id and t.scope = s.scope and t.node = s.node
         and t.proto = s.proto and t.dialed_ip = s.dialed_ip and t.dialed_port = s.dialed_port
+    left join names as backend on backend.bundle_id = s.bundle_id and backend.ip = s.backend_ip
+    left join service_names as svc
+        on svc.bundle_id = s.bundle_id and svc.proto = s.proto and svc.ip = s.dialed_ip
+        and svc.port = s.dialed_port
+    left join service_names as nodeport
+        on nodeport.bundle_id = s.bundle_id and nodeport.proto = s.proto and nodeport.ip = '*'
+        and nodeport.port = s.dialed_port
     window w as (partition by s.bundle_id, s.scope, s.node, s.proto, s.dialed_ip, s.dialed_port)
 )
 

@@ -1,8 +1,16 @@
 -- question: Which connections did each node translate, from which client and dialed address to which backend, and from which source did the backend see them?
 -- grain: one row per translated connection per node that translated it
--- inputs: int_conntrack_entries__deduplicated
+-- inputs: int_conntrack_entries__deduplicated, int_k8s_addresses__named, int_k8s_service_ports__named
 with connections as (
     select * from int_conntrack_entries__deduplicated
+),
+
+names as (
+    select * from int_k8s_addresses__named
+),
+
+service_names as (
+    select * from int_k8s_service_ports__named
 ),
 
 translated as (
@@ -19,7 +27,7 @@ translated as (
     from connections
 ),
 
-final as (
+translated_rows as (
     select
         node,
         proto,
@@ -55,6 +63,26 @@ final as (
         bundle_id
     from translated
     where is_dnat or is_snat
+),
+
+final as (
+    select
+        n.*,
+        client.name as client_name,
+        coalesce(svc.name, nodeport.name, dialed.name) as dialed_name,
+        backend.name as backend_name,
+        snat.name as snat_name
+    from translated_rows as n
+    left join names as client on client.bundle_id = n.bundle_id and client.ip = n.client_ip
+    left join names as dialed on dialed.bundle_id = n.bundle_id and dialed.ip = n.dialed_ip
+    left join names as backend on backend.bundle_id = n.bundle_id and backend.ip = n.backend_ip
+    left join names as snat on snat.bundle_id = n.bundle_id and snat.ip = n.snat_ip
+    left join service_names as svc
+        on svc.bundle_id = n.bundle_id and svc.proto = n.proto and svc.ip = n.dialed_ip
+        and svc.port = n.dialed_port
+    left join service_names as nodeport
+        on nodeport.bundle_id = n.bundle_id and nodeport.proto = n.proto and nodeport.ip = '*'
+        and nodeport.port = n.dialed_port
 )
 
 select * from final
