@@ -1,15 +1,66 @@
-"""conntrack ingestor (placeholder until implemented): recognises nothing."""
+"""conntrack ingestor: conntrack -L (default, -o extended/id/ktimestamp/xml),
+/proc/net/nf_conntrack, conntrack -E events (with or without -o timestamp), conntrack -S and
+/proc/net/stat/nf_conntrack.
+
+Kinds name what a file mostly holds; the text parser reads entries, events and counters alike,
+so a file that mixes them (conntrack -L; conntrack -S > same file) loses nothing.
+"""
 
 from __future__ import annotations
 
-from pipeline.ingest.records import Detection, ParsedChunk
+from collections import Counter
 
-KINDS: tuple[str, ...] = ()
+from pipeline.ingest.conntrack_common import SUMMARY
+from pipeline.ingest.conntrack_stats import ProcStats, is_stats_line
+from pipeline.ingest.conntrack_text import (
+    is_continuation,
+    is_event_start,
+    is_record_start,
+    parse_text,
+    unquote,
+)
+from pipeline.ingest.conntrack_xml import is_xml_line, parse_xml
+from pipeline.ingest.records import Detection, ParsedChunk, clean_line
+
+TABLE = "conntrack"
+EVENTS = "conntrack-events"
+XML = "conntrack-xml"
+STATS = "conntrack-stats"
+KINDS: tuple[str, ...] = (TABLE, EVENTS, XML, STATS)
 
 
 def detect(text: str) -> Detection | None:
-    return None
+    """Score = lines that look like conntrack output of each kind; the best kind wins."""
+    scores: Counter[str] = Counter()
+    current: str | None = None  # kind of the record a continuation line would extend
+    proc_stats = ProcStats()
+    for raw in text.splitlines():
+        line = unquote(clean_line(raw))
+        if not line:
+            continue
+        kind: str | None = None
+        if is_xml_line(line):
+            kind = XML
+        elif is_record_start(line):
+            kind = EVENTS if is_event_start(line) else TABLE
+        elif is_stats_line(line) or proc_stats.header(line) or proc_stats.is_row(line):
+            kind = STATS
+        elif current is not None and is_continuation(line):
+            kind = current
+        elif SUMMARY.search(line):
+            kind = EVENTS if "flow events" in " ".join(line.split()) else TABLE
+        current = kind if kind in (TABLE, EVENTS) else None
+        if kind is not None:
+            scores[kind] += 1
+    if not scores:
+        return None
+    kind, score = max(scores.items(), key=lambda item: (item[1], -KINDS.index(item[0])))
+    return Detection(kind, score)
 
 
 def parse(text: str, kind: str) -> ParsedChunk:
-    return ParsedChunk()
+    if kind == XML:
+        return parse_xml(text)
+    if kind in KINDS:
+        return parse_text(text)
+    raise ValueError(f"conntrack ingestor cannot parse kind {kind!r}")
