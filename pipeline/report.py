@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from pipeline.db import CHECK_PREFIX, read_view_files
+from pipeline.diagrams import connection_sequence, distribution_chart
 from pipeline.output import QueryResult, markdown_table, md_escape, run_query
 from pipeline.resources import templates_dir
 
@@ -112,8 +114,69 @@ class Section:
         return markdown_table(self.result.columns, self.result.rows)
 
 
+WHY_QUERY = """
+    with ranked as (
+        select *,
+            row_number() over (
+                partition by bundle_id, proto, dialed_ip, dialed_port, snat_class
+                order by node, client_ip, client_port, backend_ip, backend_port, observed_snat_ip,
+                    observed_snat_port
+            ) as example_rank,
+            count(*) over (partition by bundle_id, proto, dialed_ip, dialed_port, snat_class)
+                as connections,
+            count(*) filter (where agrees) over (
+                partition by bundle_id, proto, dialed_ip, dialed_port, snat_class) as agreeing,
+            count(*) filter (where agrees is not null) over (
+                partition by bundle_id, proto, dialed_ip, dialed_port, snat_class) as predicted
+        from snat_decisions
+    )
+    select * from ranked where example_rank = 1
+    order by bundle_id, proto, dialed_ip, dialed_port, snat_class"""
+
+CHART_QUERY = """
+    select * from backend_distribution where scope = 'all'
+    order by bundle_id, proto, dialed_ip, dialed_port, backend_ip, backend_port"""
+
+
+def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    result = run_query(con, sql)
+    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
+
+
+def why_groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Per dialed service and SNAT class: one example connection, its trail and reason."""
+    groups = _dicts(con, WHY_QUERY)
+    drawn: set[str] = set()
+    for group in groups:
+        group["diagram"] = None
+        if group["snat_class"] not in drawn:
+            drawn.add(group["snat_class"])
+            group["diagram"] = connection_sequence(group)
+    return groups
+
+
+def distribution_groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    rows = _dicts(con, CHART_QUERY)
+    services: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        key = (row["bundle_id"], row["proto"], row["dialed_ip"], row["dialed_port"])
+        services.setdefault(key, []).append(row)
+    out = []
+    for (_, proto, ip, port), backends in services.items():
+        name = backends[0]["dialed_name"]
+        title = f"{proto} {ip}:{port}" + (f" {name}" if name else "")
+        out.append({"title": title, "rows": backends, "chart": distribution_chart(title, backends),
+                    "first": backends[0]})
+    return out
+
+
 def collect_sections(con: duckdb.DuckDBPyConnection) -> dict[str, Section]:
     return {name: Section(run_query(con, sql)) for name, sql in SECTION_QUERIES.items()}
+
+
+def code_line(text: object) -> str:
+    """Text for a line inside a fenced code block: no fence, no line break can break out."""
+    return str(text).replace("`" * 3, "'" * 3).replace("\n", " ")
 
 
 def render_report(con: duckdb.DuckDBPyConnection) -> str:
@@ -126,8 +189,14 @@ def render_report(con: duckdb.DuckDBPyConnection) -> str:
         autoescape=False,  # Markdown, not HTML: cells are escaped by md_escape instead
     )
     env.filters["md"] = md_escape
+    env.filters["codeblock"] = code_line
     template = env.get_template("report.md.j2")
-    return template.render(s=collect_sections(con), checks=run_checks(con))
+    return template.render(
+        s=collect_sections(con),
+        why=why_groups(con),
+        distributions=distribution_groups(con),
+        checks=run_checks(con),
+    )
 
 
 def run_checks(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -234,7 +234,11 @@ def _decide(
 
 def _unexplained(t: Translation, out: Explanation) -> str:
     needs = "; ".join(out.missing_inputs) or "; ".join(out.unknowns) or "more inputs"
-    partial = f" Rules seen: {len(out.trail)} matched." if out.trail else ""
+    partial = ""
+    if out.trail:
+        partial = f" The rules given were walked as far as: {out.trail[-1]}"
+        if out.unknowns:
+            partial += f"; then {'; '.join(out.unknowns)}."
     return (
         f"The backend saw {t.snat_ip} ({out.snat_class}: {out.snat_class_basis}). "
         f"Which rule chose it cannot be shown without: {needs}.{partial}"

@@ -90,7 +90,7 @@ def _load_rules(con: duckdb.DuckDBPyConnection, node: Any) -> None:
             if len(full) > 1:
                 inputs.notes.append(f"several iptables-save files; used {chosen}")
         seen: set[tuple[str, str]] = set()
-        for row in node_rows:
+        for row in _fragment_order(node_rows):
             identity = (row["chain"], row["rule"])
             if identity in seen:
                 continue  # the same rule printed by several grep fragments
@@ -108,6 +108,23 @@ def _load_rules(con: duckdb.DuckDBPyConnection, node: Any) -> None:
         "where coalesce(table_name, 'nat') = 'nat' and policy is not null",
     ):
         node(row["bundle_id"], row["node"]).ruleset.policies[row["chain"]] = row["policy"]
+
+
+def _fragment_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per chain, the file that shows most of the chain's rules gives their order first.
+
+    why: `iptables -S | grep X` keeps the chain order of the rules it shows, but a grep for
+    another chain shows only the rules that mention it, out of context.
+    """
+    by_chain: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        by_chain[row["chain"]][row["source_file"]].append(row)
+    ordered: list[dict[str, Any]] = []
+    for files in by_chain.values():
+        ranked = sorted(files.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        for _, file_rows in ranked:
+            ordered.extend(file_rows)
+    return ordered
 
 
 def _rule(row: dict[str, Any], num: int) -> Rule:

@@ -215,7 +215,7 @@ def _set(group: list[MatchOption], packet: Packet, ctx: MatchContext) -> MatchRe
 
 
 def _addrtype(group: list[MatchOption], packet: Packet, ctx: MatchContext) -> MatchResult:
-    if not ctx.netstate.has_addresses:
+    if not ctx.netstate.knows_local_addresses:
         return MatchResult(False, unknown="-m addrtype needs the node's addresses (`ip -j addr`)")
     limit_in = any(o.option == "--limit-iface-in" for o in group)
     limit_out = any(o.option == "--limit-iface-out" for o in group)

@@ -54,10 +54,16 @@ class NodeNetState:
     node: str
     addresses: list[Address] = field(default_factory=list)
     routes: list[Route] = field(default_factory=list)
+    # addresses known to be local from other evidence (IPVS NodePort listings): ip -> why
+    extra_local: dict[IPAddress, str] = field(default_factory=dict)
 
     @property
     def has_addresses(self) -> bool:
         return bool(self.addresses)
+
+    @property
+    def knows_local_addresses(self) -> bool:
+        return bool(self.addresses or self.extra_local)
 
     @property
     def has_routes(self) -> bool:
@@ -65,7 +71,7 @@ class NodeNetState:
 
     def local_addresses(self) -> set[IPAddress]:
         """Addresses the node owns: interface addresses plus `local` routes of the local table."""
-        local = {a.local for a in self.addresses}
+        local = {a.local for a in self.addresses} | set(self.extra_local)
         for route in self.routes:
             if route.route_type == "local" and route.dst.num_addresses == 1:
                 local.add(route.dst.network_address)

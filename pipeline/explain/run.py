@@ -68,12 +68,12 @@ def cluster_facts(
             facts.add_local(key, address.local, f"on {address.ifname} in `ip addr`")
         for proto, vip, vport in sorted(inputs.ipvs_vips, key=str):
             if 30000 <= vport <= 32767:
-                facts.add_local(
-                    key,
-                    vip,
+                why = (
                     f"IPVS lists NodePort {vip}:{vport} ({proto}) on it, and "
-                    "kube-proxy binds NodePorts to the node's own addresses",
+                    "kube-proxy binds NodePorts to the node's own addresses"
                 )
+                facts.add_local(key, vip, why)
+                inputs.netstate.extra_local.setdefault(vip, why)
     return facts
 
 
