@@ -63,12 +63,18 @@ def load_node_inputs(con: duckdb.DuckDBPyConnection) -> dict[NodeKey, NodeInputs
 
 
 def _load_rules(con: duckdb.DuckDBPyConnection, node: Any) -> None:
+    # why: `iptables -S` fragments do not say their table; a file whose policies name INPUT or
+    # FORWARD is a filter listing, anything else without a table is taken as nat (noted)
     rows = _rows(
         con,
-        "select bundle_id, node, source_file, source_line, format, table_name, chain, rule, "
-        "matches, jump_kind, target, target_args from stg_iptables__rules "
-        "where coalesce(table_name, 'nat') = 'nat' "
-        "order by bundle_id, node, source_file, source_line",
+        "select r.bundle_id, r.node, r.source_file, r.source_line, r.format, r.table_name, "
+        "r.chain, r.rule, r.matches, r.jump_kind, r.target, r.target_args "
+        "from stg_iptables__rules as r "
+        "where r.table_name = 'nat' or (r.table_name is null and not exists ("
+        "  select 1 from stg_iptables__chains as c where c.bundle_id = r.bundle_id "
+        "  and c.node = r.node and c.source_file = r.source_file "
+        "  and c.chain in ('INPUT', 'FORWARD') and c.policy is not null)) "
+        "order by r.bundle_id, r.node, r.source_file, r.source_line",
     )
     complete_files = {
         (r["bundle_id"], r["node"], r["source_file"])
@@ -159,13 +165,14 @@ def _load_ipsets(con: duckdb.DuckDBPyConnection, node: Any) -> None:
         node(bundle_id, name).ruleset.ipsets[set_name] = IpSet(set_name, set_type or "")
     for row in _rows(
         con,
-        "select bundle_id, node, set_name, member from stg_ipset__members "
+        "select bundle_id, node, set_name, member, extra from stg_ipset__members "
         "order by bundle_id, node, source_file, source_line",
     ):
         ipsets = node(row["bundle_id"], row["node"]).ruleset.ipsets
         ipset = ipsets.setdefault(row["set_name"], IpSet(row["set_name"], ""))
-        if row["member"] not in ipset.members:
-            ipset.members.append(row["member"])
+        bucket = ipset.excluded if "nomatch" in str(row["extra"] or "").split() else ipset.members
+        if row["member"] not in bucket:
+            bucket.append(row["member"])
 
 
 def _load_addresses(con: duckdb.DuckDBPyConnection, node: Any) -> None:

@@ -76,6 +76,7 @@ class IpSet:
     name: str
     set_type: str
     members: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # `nomatch` members (hash:net exceptions)
 
     @property
     def dimensions(self) -> list[str]:
@@ -84,7 +85,13 @@ class IpSet:
         return kind.split(",")
 
     def contains(self, values: list[tuple[str, IPAddress | int, str | None]]) -> bool:
-        """values: per dimension (dim, value, proto-for-ports). Exact member semantics."""
+        """values: per dimension (dim, value, proto-for-ports). Exact member semantics.
+
+        why: a `nomatch` member is an exception inside a wider hash:net member; the kernel
+        checks the most specific entry first, so a matching nomatch entry wins.
+        """
+        if any(_member_matches(m, self.dimensions, values) for m in self.excluded):
+            return False
         for member in self.members:
             if _member_matches(member, self.dimensions, values):
                 return True

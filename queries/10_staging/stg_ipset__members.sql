@@ -15,6 +15,7 @@ final as (
         set_name,
         member,
         ip,
+        ip2,
         proto,
         port,
         extra

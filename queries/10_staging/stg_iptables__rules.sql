@@ -12,6 +12,7 @@ final as (
         source_file,
         source_line,
         format,
+        family,
         table_name,
         chain,
         rule_num,
