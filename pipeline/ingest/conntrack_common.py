@@ -7,6 +7,7 @@ Print formats were read from libnetfilter_conntrack ``src/conntrack/snprintf_def
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -71,10 +72,18 @@ def parse_int(value: str, what: str, low: int = 0, high: int = I64) -> int:
 
 def parse_address(value: str, what: str) -> str:
     """Normalised address text (IPv6 compressed, as /proc prints it fully expanded)."""
+    normalised = _normalise_address(value)
+    if normalised is None:
+        raise BadRecordError(f"{what} {value[:60]!r} is not an IP address")
+    return normalised
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalise_address(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise BadRecordError(f"{what} {value!r} is not an IP address") from None
+        return None
 
 
 def epoch_ns(value: str, what: str) -> datetime:

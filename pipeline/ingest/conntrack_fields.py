@@ -15,6 +15,7 @@ else it is the conntrack id (-o id).
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -272,7 +273,15 @@ def _require(values: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> None
 
 def _ctime(text: str, what: str) -> datetime:
     """ctime() text ("Tue Apr  9 13:33:24 2024"): the capture host's local time."""
+    stamp = _strptime_ctime(" ".join(text.split()))
+    if stamp is None:
+        raise BadRecordError(f"[{what}={text[:40]}] is not a ctime() date")
+    return stamp
+
+
+@functools.lru_cache(maxsize=4096)
+def _strptime_ctime(text: str) -> datetime | None:
     try:
-        return datetime.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC)
+        return datetime.strptime(text, "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC)
     except ValueError:
-        raise BadRecordError(f"[{what}={text}] is not a ctime() date") from None
+        return None
