@@ -7,6 +7,7 @@ generator waits for each process, so tcpdump flushes its pcap and conntrack its 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -118,6 +119,8 @@ class Recorder:
                 rec.reader.join(timeout=STOP_TIMEOUT_S)
             if rec.sink is not None:
                 rec.sink.close()
+            if rec.path.exists():  # tcpdump writes as its own user after dropping root
+                os.chown(rec.path, os.getuid(), os.getgid())
             tail = "; ".join(line for line in rec.stderr_lines if "listening on" not in line)
             summary.append(f"{rec.node} {rec.what}: {tail}")
             if "dropped by kernel" in tail and " 0 packets dropped by kernel" not in tail:

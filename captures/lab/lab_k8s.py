@@ -152,19 +152,14 @@ def service_obj(svc: Service, created: datetime, rv: int) -> Obj:
 
 
 def endpointslice_obj(cluster: Cluster, svc: Service, created: datetime, rv: int) -> Obj:
-    managed = "endpointslice-controller.k8s.io"
-    name = svc.name
+    name = svc.name  # the API server writes the slice of "kubernetes" itself, unsuffixed
     if svc.selector is not None:
         name = f"{svc.name}-{short_hash('slice:' + svc.name, 5)}"
-    else:
-        managed = "endpointslicemirroring-controller.k8s.io"
     meta = _meta("EndpointSlice", svc.namespace, name, created, rv)
+    meta["labels"] = {"kubernetes.io/service-name": svc.name}
     if svc.selector is not None:
         meta["generateName"] = f"{svc.name}-"
-    meta["labels"] = {
-        "endpointslice.kubernetes.io/managed-by": managed,
-        "kubernetes.io/service-name": svc.name,
-    }
+        meta["labels"]["endpointslice.kubernetes.io/managed-by"] = "endpointslice-controller.k8s.io"
     endpoints = []
     for ep in cluster.endpoints(svc, svc.ports[0]):
         entry: Obj = {
@@ -245,5 +240,6 @@ def write_cluster(cluster: Cluster, folder: Path, ipvs_like: bool, kernel: str) 
         "configmap-kube-proxy.json": kube_proxy_configmap(ipvs_like, created),
     }
     for name, obj in files.items():
-        (folder / name).write_text(json.dumps(obj, indent=4) + "\n")
+        # kubectl prints objects as maps: keys sorted, four-space indent
+        (folder / name).write_text(json.dumps(obj, indent=4, sort_keys=True) + "\n")
     return list(files)

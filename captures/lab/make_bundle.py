@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,22 +87,21 @@ def load_rules(topo: Topology) -> dict[str, str]:
     return emulation
 
 
-def start_servers(topo: Topology) -> list[subprocess.Popen[str]]:
-    servers = []
+def start_servers(topo: Topology, procs: list[subprocess.Popen[str]]) -> None:
+    """Start every backend; each process is added to ``procs`` at once, for the teardown."""
     for pod in topo.cluster.pods:
         if not pod.serves:
             continue
         cmd = [sys.executable, str(HERE / "lab_whoami.py"), "--hostname", pod.name]
+        log = tempfile.TemporaryFile()
         proc = subprocess.Popen(
-            in_ns(topo.ns(pod.key), cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            in_ns(topo.ns(pod.key), cmd), stdout=subprocess.PIPE, stderr=log, text=True
         )
-        servers.append(proc)
+        procs.append(proc)
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "ready":
-            raise LabError(
-                f"backend {pod.name} did not start: {proc.stderr.read() if proc.stderr else ''}"
-            )
-    return servers
+            log.seek(0)
+            raise LabError(f"backend {pod.name} did not start: {log.read().decode()}")
 
 
 def stop_processes(procs: list[subprocess.Popen[str]]) -> None:
@@ -151,10 +151,11 @@ def tool_versions() -> dict[str, str]:
 def record_bundle(topo: Topology, stage: Path, args: argparse.Namespace) -> list[str]:
     """Everything between "namespaces exist" and "bundle written"; returns the problems."""
     cluster: Cluster = topo.cluster
-    emulation = load_rules(topo)
-    servers = start_servers(topo)
+    servers: list[subprocess.Popen[str]] = []
     recorder = Recorder(topo, stage)
     try:
+        emulation = load_rules(topo)
+        start_servers(topo, servers)
         recorder.start()
         rows, problems = run_scenarios(topo, args.requests)
         time.sleep(DRAIN_S)
