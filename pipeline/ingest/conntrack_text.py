@@ -48,8 +48,7 @@ def is_continuation(text: str) -> bool:
 @dataclass
 class _Record:
     lines: list[Line] = field(default_factory=list)
-    parts: list[str] = field(default_factory=list)
-    is_entry: bool = True
+    parts: list[str] = field(default_factory=list)  # the lines' text, unquoted
 
     @property
     def raw(self) -> str:
