@@ -15,7 +15,10 @@ import duckdb
 
 from pipeline.errors import QueryError
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#!~])")
+_MD_SPECIAL = re.compile(r"([\\`*{}\[\]<>|#!~])")
+# why: GitHub Markdown ignores intraword underscores (TIME_WAIT, records_read), so only an
+# underscore at a word boundary can start emphasis and needs escaping
+_MD_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ def plain(value: Any) -> str:
 def md_escape(value: Any) -> str:
     """Escape text from captures so it cannot break or inject Markdown (tables included)."""
     text = plain(value).replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_UNDERSCORE.sub(r"\\_", _MD_SPECIAL.sub(r"\\\1", text))
 
 
 def markdown_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:

@@ -15,3 +15,49 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+def _lab_unavailable() -> str | None:
+    import os
+    import shutil
+
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    for tool in ("ip", "tcpdump", "conntrack", "iptables-restore", "iptables-legacy-restore"):
+        if shutil.which(tool) is None:
+            return f"needs {tool}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def fresh_lab_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Freshly generated lab bundles (both modes) from the real kernel, made once per session."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    reason = _lab_unavailable()
+    if reason:
+        pytest.skip(reason)
+    repo = Path(__file__).resolve().parent.parent
+    root = tmp_path_factory.mktemp("fresh-lab")
+    bundles: dict[str, object] = {}
+    for mode in ("iptables", "ipvs"):
+        out = root / f"lab-{mode}"
+        subprocess.run(
+            [
+                sys.executable,
+                str(repo / "captures" / "lab" / "make_bundle.py"),
+                "--mode",
+                mode,
+                "--out",
+                str(out),
+                "--requests",
+                "20",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        bundles[mode] = out
+    return bundles

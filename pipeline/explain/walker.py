@@ -85,7 +85,7 @@ class Walker:
 
     def walk(self, chain: str, packet: Packet, start: WalkPath | None = None) -> list[WalkPath]:
         """Every path through built-in `chain`, each ending in a verdict."""
-        begin = start or WalkPath(probability=1.0)
+        begin = start or WalkPath(probability=1.0, mark=packet.mark)
         ends: list[WalkPath] = []
         for path, how in self._chain(chain, packet, begin, 0):
             if how == "terminal":

@@ -44,11 +44,10 @@ ported as (
         end as dport,
         proto_num in (1, 58) and icmp_counter_type is null as is_one_way
     from icmp_counterpart
+    -- why: a non-first IP fragment has no ports; Zeek reassembles fragments first, natlens
+    -- keeps the first fragment only (docs/flows.md)
     where (proto_num not in (6, 17, 132) or (src_port is not null and dst_port is not null))
         and (proto_num not in (1, 58) or icmp_type is not null)
-        -- why: a non-first IP fragment carries no transport header; Zeek reassembles fragments
-        -- first, natlens counts the first fragment only (see docs/flows.md)
-        and not (coalesce(is_fragment, false) and proto_num in (6, 17, 132) and src_port is null)
 ),
 
 oriented as (
@@ -58,6 +57,46 @@ oriented as (
         or src_ip < dst_ip
         or (src_ip = dst_ip and coalesce(sport, -1) <= coalesce(dport, -1)) as is_a_src
     from ported
+),
+
+-- why: Zeek flips a new connection so that a likely server port is the responder's when its
+-- first packet is not a pure SYN (TCP) or for UDP, never towards the limited broadcast address
+-- (TCPAnalyzer/UDPAnalyzer::WantConnection, IPBasedAnalyzer::NewConn). The ports are the
+-- likely_server_ports of Zeek's default analyzers.
+likely as (
+    select
+        *,
+        case
+            when proto_num = 6 then list_contains(
+                [21, 22, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 389, 443, 445, 502, 563,
+                 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128,
+                 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000,
+                 8080, 8888, 20000],
+                sport
+            )
+            when proto_num = 17 then list_contains(
+                [53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 547, 1812, 2123, 2152, 3544,
+                 4789, 5060, 5072, 5353, 5355, 6081, 20000],
+                sport
+            )
+            else false
+        end as is_sport_likely_server,
+        case
+            when proto_num = 6 then list_contains(
+                [21, 22, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 389, 443, 445, 502, 563,
+                 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128,
+                 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000,
+                 8080, 8888, 20000],
+                dport
+            )
+            when proto_num = 17 then list_contains(
+                [53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 547, 1812, 2123, 2152, 3544,
+                 4789, 5060, 5072, 5353, 5355, 6081, 20000],
+                dport
+            )
+            else false
+        end as is_dport_likely_server
+    from oriented
 ),
 
 final as (
@@ -87,6 +126,15 @@ final as (
         dst_ip,
         sport,
         dport,
+        dst_ip <> '255.255.255.255'
+        and case
+            when proto_num = 6 then
+                not (coalesce(is_syn, false) and not coalesce(is_ack, false))
+                and is_sport_likely_server
+                and (not is_dport_likely_server or (not coalesce(is_syn, false) and sport < dport))
+            when proto_num = 17 then is_sport_likely_server and not is_dport_likely_server
+            else false
+        end as flips_if_first,
         coalesce(is_syn, false) as is_syn,
         coalesce(is_ack, false) as is_ack,
         coalesce(is_fin, false) as is_fin,
@@ -98,7 +146,7 @@ final as (
         payload_len,
         is_truncated,
         is_inner
-    from oriented
+    from likely
 )
 
 select * from final

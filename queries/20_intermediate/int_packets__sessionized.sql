@@ -1,6 +1,6 @@
 -- question: Which connection (Zeek semantics) does each packet belong to, and did its originator send it?
 -- grain: one row per keyed IP packet
--- inputs: int_packets__keyed
+-- inputs: int_packets__keyed, int_packets__grouped
 --
 -- A connection is a run of packets of one flow key in one capture file. A new one starts where
 -- Zeek would start one (TCPSessionAdapter.cc, IPBasedAnalyzer.cc, init-bare.zeek):
@@ -10,93 +10,74 @@
 --      previous SYN of the same side (IsReuse);
 --   4. TCP timers that remove a connection: the attempt timer (5 s after an unanswered SYN) and
 --      the close delay (5 s after the close completed); the packet after the removal opens a new
---      connection. Timers chain (SYN retransmissions give several S0 connections), so the starts
---      are found by walking, per segment, from each start to the packet after its expiry.
+--      connection. Timers chain (SYN retransmissions give several S0 connections), so starts
+--      are found by walking from each start to the first packet after its expiry (recursive CTE
+--      over the few packets where a timer fires inside a segment).
+-- Window passes work on narrow rows (numbers only); addresses stay in int_packets__grouped.
 with recursive keyed as (
     select * from int_packets__keyed
 ),
 
 grouped as (
-    select
-        *,
-        dense_rank() over (
-            order by bundle_id, node, source_file, proto_num, is_one_way, a_ip, a_port, b_ip, b_port
-        ) as group_id,
-        proto_num = 6 and is_syn and not is_ack as is_pure_syn,
-        -- why: Zeek flips a new connection to make a likely server port the responder port
-        -- (likely_server_ports of its default analyzers) when the first packet is not a pure
-        -- SYN; never towards the limited broadcast address (IPBasedAnalyzer::NewConn)
-        case
-            when proto_num = 6 then list_contains(
-                [21, 22, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 389, 443, 445, 502, 563,
-                 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128,
-                 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000,
-                 8080, 8888, 20000],
-                sport
-            )
-            when proto_num = 17 then list_contains(
-                [53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 547, 1812, 2123, 2152, 3544,
-                 4789, 5060, 5072, 5353, 5355, 6081, 20000],
-                sport
-            )
-            else false
-        end as is_sport_likely_server,
-        case
-            when proto_num = 6 then list_contains(
-                [21, 22, 25, 53, 79, 80, 81, 88, 110, 135, 139, 143, 389, 443, 445, 502, 563,
-                 585, 587, 614, 631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128,
-                 3268, 3306, 3389, 5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000,
-                 8080, 8888, 20000],
-                dport
-            )
-            when proto_num = 17 then list_contains(
-                [53, 67, 88, 123, 137, 161, 162, 389, 443, 514, 547, 1812, 2123, 2152, 3544,
-                 4789, 5060, 5072, 5353, 5355, 6081, 20000],
-                dport
-            )
-            else false
-        end as is_dport_likely_server
-    from keyed
+    select * from int_packets__grouped
 ),
 
-flip_rule as (
+packets as (
     select
-        *,
-        dst_ip <> '255.255.255.255'
-        and case
-            when proto_num = 6 then not is_pure_syn and is_sport_likely_server
-                and (not is_dport_likely_server or (not is_syn and sport < dport))
-            when proto_num = 17 then is_sport_likely_server and not is_dport_likely_server
-            else false
-        end as flips_if_first
-    from grouped
+        g.group_id,
+        k.proto_num,
+        k.frame_no,
+        k.ts_ns,
+        k.iface,
+        k.is_a_src,
+        k.is_syn,
+        k.is_ack,
+        k.is_fin,
+        k.is_rst,
+        k.proto_num = 6 and k.is_syn and not k.is_ack as is_pure_syn,
+        k.flips_if_first,
+        k.seq,
+        k.ack,
+        k."window",
+        k.ip_len,
+        k.payload_len
+    from keyed as k
+    inner join grouped as g
+        on g.bundle_id = k.bundle_id
+        and g.node = k.node
+        and g.source_file = k.source_file
+        and g.proto_num = k.proto_num
+        and g.is_one_way = k.is_one_way
+        and g.a_ip = k.a_ip
+        and g.a_port is not distinct from k.a_port
+        and g.b_ip = k.b_ip
+        and g.b_port is not distinct from k.b_port
 ),
 
-ordered as (
+-- pass 1: position, gap, the last pure SYN and last FIN/RST before each packet
+pass1 as (
     select
         *,
         row_number() over w as pkt_idx,
         ts_ns - lag(ts_ns) over w as gap_ns,
-        sum((is_fin or is_rst)::integer) over w as closes_incl
-    from flip_rule
-    window w as (
-        partition by group_id order by ts_ns, frame_no
-        rows between unbounded preceding and current row
-    )
-),
-
-syn_context as (
-    select
-        *,
-        last_value(case when is_pure_syn then seq end ignore nulls) over w as prev_syn_seq,
-        last_value(case when is_pure_syn then is_a_src end ignore nulls) over w as prev_syn_from_a,
-        last_value(case when is_pure_syn then closes_incl end ignore nulls) over w
-            as prev_syn_closes
-    from ordered
-    window w as (
-        partition by group_id order by ts_ns, frame_no
-        rows between unbounded preceding and 1 preceding
-    )
+        last_value(case when is_pure_syn then seq end ignore nulls) over wb as prev_syn_seq,
+        last_value(case when is_pure_syn then is_a_src end ignore nulls) over wb as prev_syn_from_a,
+        last_value(case when is_pure_syn then [ts_ns, frame_no] end ignore nulls) over wb
+            as prev_syn_pos,
+        last_value(case when is_fin or is_rst then [ts_ns, frame_no] end ignore nulls) over wb
+            as prev_close_pos,
+        -- the first packet 5 s (attempt timer, tcp_close_delay) or more after this one
+        min([ts_ns, frame_no]) over (
+            partition by group_id order by ts_ns
+            range between 5000000000 following and unbounded following
+        ) as pos_after_5s
+    from packets
+    window
+        w as (partition by group_id order by ts_ns, frame_no),
+        wb as (
+            partition by group_id order by ts_ns, frame_no
+            rows between unbounded preceding and 1 preceding
+        )
 ),
 
 hard_starts as (
@@ -105,34 +86,26 @@ hard_starts as (
         case
             when pkt_idx = 1 then true
             -- why: inactivity timeouts (tcp_inactivity_timeout 5 min, udp/icmp/unknown 1 min)
-            when gap_ns >= (case when proto_num = 6 then 300 else 60 end)::bigint * 1000000000 then true
+            when gap_ns >= (case when proto_num = 6 then 300 else 60 end)::bigint * 1000000000
+                then true
             -- why: a SYN is a new connection unless it repeats the last SYN of the same side
-            -- with no FIN/RST since (TCPSessionAdapter::IsReuse)
+            -- with no FIN/RST since, that SYN included (TCPSessionAdapter::IsReuse)
             when is_pure_syn then not coalesce(
                 prev_syn_seq = seq
                 and prev_syn_from_a = is_a_src
-                and prev_syn_closes = closes_incl - (is_fin or is_rst)::integer,
+                and (prev_close_pos is null or prev_close_pos < prev_syn_pos),
                 false
             )
             else false
         end as is_hard_start
-    from syn_context
+    from pass1
 ),
 
-segmented as (
+-- pass 2: what happens at or after each packet (per side), up to the group's end
+pass2 as (
     select
         *,
-        sum(is_hard_start::integer) over (
-            partition by group_id order by ts_ns, frame_no
-            rows between unbounded preceding and current row
-        ) as seg_no
-    from hard_starts
-),
-
--- first events at or after each packet, per side, within its segment
-ahead as (
-    select
-        *,
+        min(case when is_hard_start then [ts_ns, frame_no] end) over wa as next_hard_pos,
         min(case when is_a_src then pkt_idx end) over w as next_a_idx,
         min(case when not is_a_src then pkt_idx end) over w as next_b_idx,
         min(case when is_a_src then ts_ns end) over w as next_a_ns,
@@ -149,139 +122,142 @@ ahead as (
         ) over w as next_b_close_code,
         min(case when is_a_src and (is_fin or is_rst) then ts_ns end) over w as next_a_close_ns,
         min(case when not is_a_src and (is_fin or is_rst) then ts_ns end) over w as next_b_close_ns,
-        -- the first packet at least 5 s (the attempt timer and tcp_close_delay) later
-        min(pkt_idx) over (
-            partition by group_id, seg_no order by ts_ns
-            range between 5000000000 following and unbounded following
-        ) as idx_after_5s
-    from segmented
-    window w as (
-        partition by group_id, seg_no order by ts_ns, frame_no
-        rows between current row and unbounded following
-    )
+        first_value(case when is_a_src and (is_fin or is_rst) then pos_after_5s end ignore nulls)
+            over w as next_a_close_after_5s,
+        first_value(
+            case when not is_a_src and (is_fin or is_rst) then pos_after_5s end ignore nulls
+        ) over w as next_b_close_after_5s
+    from hard_starts
+    window
+        w as (
+            partition by group_id order by ts_ns, frame_no
+            rows between current row and unbounded following
+        ),
+        wa as (
+            partition by group_id order by ts_ns, frame_no
+            rows between 1 following and unbounded following
+        )
 ),
 
--- the events seen from a connection that would start at this packet: "own" is this packet's side
+-- what a connection opened by this packet would see: "own" is this packet's side
 relative as (
     select
-        *,
+        group_id,
+        ts_ns,
+        frame_no,
+        next_hard_pos,
+        pos_after_5s,
+        is_syn,
+        is_ack,
+        is_fin,
+        is_rst,
+        flips_if_first,
         case when is_a_src then next_a_close_code else next_b_close_code end as own_close_code,
-        case when is_a_src then next_a_close_ns else next_b_close_ns end as own_close_ns,
         case when is_a_src then next_b_close_code else next_a_close_code end as peer_close_code,
-        case when is_a_src then next_b_close_ns else next_a_close_ns end as peer_close_ns,
+        case when is_a_src then next_a_close_after_5s else next_b_close_after_5s end
+            as own_close_after_5s,
+        case when is_a_src then next_b_close_after_5s else next_a_close_after_5s end
+            as peer_close_after_5s,
         case when is_a_src then next_b_idx else next_a_idx end as peer_first_idx,
         case when is_a_src then next_b_ns else next_a_ns end as peer_first_ns,
-        case when is_a_src then next_b_act_ns else next_a_act_ns end as peer_act_ns
-    from ahead
+        case when is_a_src then next_b_act_ns else next_a_act_ns end as peer_act_ns,
+        case when is_a_src then next_a_close_ns else next_b_close_ns end as own_close_ns,
+        case when is_a_src then next_a_close_code else next_b_close_code end // 2 as own_close_idx,
+        case when is_a_src then next_b_close_code else next_a_close_code end // 2 as peer_close_idx
+    from pass2
     where proto_num = 6
 ),
 
 expiry as (
     select
         group_id,
-        seg_no,
-        pkt_idx,
-        idx_after_5s,
-        -- why: the attempt timer removes a connection 5 s after the originator's SYN if the
-        -- originator is still in SYN_SENT and the responder silent (AttemptTimer)
-        is_syn and not is_fin and not is_rst and (not is_ack or not flips_if_first)
-        and coalesce(own_close_ns >= ts_ns + 5000000000, true)
-        and coalesce(
-            case when is_ack then peer_first_ns else peer_act_ns end >= ts_ns + 5000000000, true
-        ) as is_attempt_expired,
-        -- why: once the close is complete (a RST, both sides closed, or one side closed while
-        -- the other never sent), the connection is deleted tcp_close_delay = 5 s later
-        least(
-            case
-                when own_close_code % 2 = 0
-                    or peer_close_code // 2 < own_close_code // 2
-                    or peer_first_idx is null
-                    or peer_first_idx > own_close_code // 2
-                    then own_close_code // 2
-            end,
-            case
-                when peer_close_code % 2 = 0 or own_close_code // 2 < peer_close_code // 2
-                    then peer_close_code // 2
-            end
-        ) as close_complete_idx
+        [ts_ns, frame_no] as from_pos,
+        next_hard_pos,
+        case
+            -- why: the attempt timer removes a connection 5 s after the originator's SYN if the
+            -- originator is still in SYN_SENT and the responder silent (AttemptTimer)
+            when is_syn and not is_fin and not is_rst and (not is_ack or not flips_if_first)
+                and coalesce(own_close_ns >= ts_ns + 5000000000, true)
+                and coalesce(
+                    case when is_ack then peer_first_ns else peer_act_ns end >= ts_ns + 5000000000,
+                    true
+                )
+                then pos_after_5s
+            -- why: once the close is complete (a RST, both sides closed, or one side closed
+            -- while the other never sent), the connection is deleted tcp_close_delay = 5 s later
+            else least(
+                case
+                    when own_close_code % 2 = 0
+                        or peer_close_idx < own_close_idx
+                        or peer_first_idx is null
+                        or peer_first_idx > own_close_idx
+                        then own_close_after_5s
+                end,
+                case
+                    when peer_close_code % 2 = 0 or own_close_idx < peer_close_idx
+                        then peer_close_after_5s
+                end
+            )
+        end as next_pos
     from relative
 ),
 
 next_starts as (
-    select
-        e.group_id,
-        e.seg_no,
-        e.pkt_idx as from_idx,
-        case when e.is_attempt_expired then e.idx_after_5s else c.idx_after_5s end as next_idx
-    from expiry as e
-    left join ahead as c
-        on c.group_id = e.group_id
-        and c.seg_no = e.seg_no
-        and c.pkt_idx = e.close_complete_idx
-    where e.is_attempt_expired or c.idx_after_5s is not null
+    select group_id, from_pos, next_pos
+    from expiry
+    where next_pos is not null and (next_hard_pos is null or next_pos < next_hard_pos)
 ),
 
 chain as (
-    select group_id, seg_no, pkt_idx as start_idx
-    from segmented
-    where is_hard_start
+    select group_id, [ts_ns, frame_no] as start_pos
+    from hard_starts
+    where is_hard_start and proto_num = 6
     union all
-    select n.group_id, n.seg_no, n.next_idx as start_idx
+    select n.group_id, n.next_pos as start_pos
     from chain as c
-    inner join next_starts as n
-        on n.group_id = c.group_id and n.seg_no = c.seg_no and n.from_idx = c.start_idx
+    inner join next_starts as n on n.group_id = c.group_id and n.from_pos = c.start_pos
 ),
 
-started as (
-    select
-        s.*,
-        c.start_idx is not null as is_conn_start
-    from segmented as s
-    left join (select distinct group_id, start_idx from chain) as c
-        on c.group_id = s.group_id and c.start_idx = s.pkt_idx
+timer_starts as (
+    select distinct group_id, start_pos from chain
 ),
 
-numbered as (
+-- pass 3: number the connections and carry each one's first packet
+pass3 as (
     select
         *,
-        sum(is_conn_start::integer) over (
-            partition by group_id order by ts_ns, frame_no
-            rows between unbounded preceding and current row
-        ) as conn_no
-    from started
-),
-
-first_packet as (
-    select
-        *,
-        first_value(is_a_src) over w as first_is_a_src,
-        first_value(flips_if_first) over w as is_flipped
-    from numbered
-    window w as (partition by group_id, conn_no order by ts_ns, frame_no)
+        sum(is_conn_start::integer) over w as conn_no,
+        last_value(case when is_conn_start then is_a_src end ignore nulls) over w
+            as first_is_a_src,
+        last_value(case when is_conn_start then flips_if_first end ignore nulls) over w
+            as is_flipped
+    from (
+        select
+            p.*,
+            p.is_hard_start or t.start_pos is not null as is_conn_start
+        from hard_starts as p
+        left join timer_starts as t
+            on t.group_id = p.group_id and t.start_pos = [p.ts_ns, p.frame_no]
+    )
+    window w as (
+        partition by group_id order by ts_ns, frame_no
+        rows between unbounded preceding and current row
+    )
 ),
 
 final as (
     select
-        bundle_id,
-        node,
-        source_file,
-        frame_no,
-        ts,
-        ts_ns,
-        iface,
-        ip_version,
-        proto_num,
-        proto,
         group_id,
         conn_no,
         pkt_idx,
+        proto_num,
+        frame_no,
+        ts_ns,
+        iface,
         is_flipped,
         -- why: the originator is the sender of the connection's first packet, unless flipped
         is_a_src = (first_is_a_src <> is_flipped) as is_orig,
-        src_ip,
-        dst_ip,
-        sport,
-        dport,
+        is_a_src,
         is_syn,
         is_ack,
         is_fin,
@@ -290,10 +266,8 @@ final as (
         ack,
         "window",
         ip_len,
-        payload_len,
-        is_truncated,
-        is_inner
-    from first_packet
+        payload_len
+    from pass3
 )
 
 select * from final

@@ -1,0 +1,20 @@
+"""Issue 5 acceptance on freshly generated lab bundles (real kernel NAT, both modes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.explain.test_lab_snat_decisions import analyze, check_bundle, check_shares
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
+def test_fresh_lab_bundle_snat_predicted_for_every_translation(
+    mode: str, fresh_lab_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    bundle = fresh_lab_bundles[mode]
+    con = analyze(bundle, tmp_path / "fresh.duckdb")
+    check_bundle(bundle, con)
+    check_shares(con)
