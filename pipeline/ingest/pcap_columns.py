@@ -1,0 +1,246 @@
+"""Decoded packet fields as numpy columns, and the raw_packets frame built from them.
+
+Both decoders (pcap_fast in bulk, pcap_dpkt per packet) produce the same intermediate columns:
+int64 arrays with -1 for null, plus addresses as (version, high 64 bits, low 64 bits). One
+function turns them into the polars frame, so text formatting (addresses, flags, names) is shared
+and the two decoders can only differ in what they decode.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.ingest.pcap_batch import LINK_SLL2, TS_MISSING, RecordBatch, link_name
+from pipeline.schemas import RAW_PACKETS
+
+Cols = dict[str, np.ndarray]
+
+INT_FIELDS = (
+    "packet",  # index of the frame in its batch
+    "depth",  # 0 for the captured frame, 1 inside a tunnel, ...
+    "link",
+    "frame_len",
+    "caplen",
+    "is_truncated",
+    "eth_type",
+    "vlan",
+    "pkttype",
+    "ifindex",
+    "ip_version",
+    "proto_num",
+    "src_port",
+    "dst_port",
+    "tcp_flags_bits",
+    "seq",
+    "ack",
+    "window",
+    "tsval",
+    "tsecr",
+    "ip_id",
+    "ttl",
+    "ip_len",
+    "payload_len",
+    "is_fragment",
+    "frag_offset",
+    "icmp_type",
+    "icmp_code",
+    "tunnel",
+    "vni",
+)
+ADDR_FIELDS = ("src_v", "src_hi", "src_lo", "dst_v", "dst_hi", "dst_lo")
+
+TCP_FLAG_LETTERS = "FSRPAUEC"
+"""tcp_flags letters, in this fixed order (bit 0 first): FIN SYN RST PSH ACK URG ECE CWR."""
+
+PROTO_NAMES = {
+    1: "icmp",
+    2: "igmp",
+    4: "ipip",
+    6: "tcp",
+    17: "udp",
+    41: "ipv6",
+    47: "gre",
+    50: "esp",
+    51: "ah",
+    58: "icmpv6",
+    89: "ospf",
+    103: "pim",
+    112: "vrrp",
+    132: "sctp",
+}
+DIRECTIONS = {0: "in", 1: "broadcast", 2: "multicast", 3: "other", 4: "out"}
+TUNNELS = {1: "vxlan", 2: "geneve"}
+
+
+def flags_text(bits: int) -> str:
+    """TCP flags byte as letters in the fixed order F S R P A U E C (SYN-ACK -> 'SA')."""
+    return "".join(letter for i, letter in enumerate(TCP_FLAG_LETTERS) if bits >> i & 1)
+
+
+_FLAG_TEXT = pa.array([flags_text(b) for b in range(256)], pa.string())
+_PROTO_TEXT = pa.array([PROTO_NAMES.get(p, str(p)) for p in range(256)], pa.string())
+_DIRECTION_TEXT = pa.array([DIRECTIONS.get(p, "other") for p in range(256)], pa.string())
+_TUNNEL_TEXT = pa.array(["", *TUNNELS.values()], pa.string())
+_ARROW_INTS: dict[Any, tuple[pa.DataType, type]] = {
+    pl.Int8: (pa.int8(), np.int8),
+    pl.Int16: (pa.int16(), np.int16),
+    pl.Int32: (pa.int32(), np.int32),
+    pl.Int64: (pa.int64(), np.int64),
+}
+
+
+def empty(n: int) -> Cols:
+    cols = {name: np.full(n, -1, np.int64) for name in INT_FIELDS}
+    for name in ADDR_FIELDS:
+        cols[name] = np.zeros(n, np.uint64 if name.endswith(("hi", "lo")) else np.int64)
+    return cols
+
+
+def from_rows(rows: Sequence[dict[str, Any]]) -> Cols:
+    """Columns from the slow path's row dicts (missing or None -> null)."""
+    cols: Cols = {}
+    for name in INT_FIELDS:
+        values = [row.get(name) for row in rows]
+        cols[name] = np.array([-1 if v is None else int(v) for v in values], np.int64)
+    for side in ("src", "dst"):
+        ver, hi, lo = [], [], []
+        for row in rows:
+            addr = row.get(side)
+            if addr is None:
+                ver.append(0)
+                hi.append(0)
+                lo.append(0)
+                continue
+            value = int.from_bytes(addr, "big")
+            ver.append(4 if len(addr) == 4 else 6)
+            hi.append(value >> 64)
+            lo.append(value & 0xFFFFFFFFFFFFFFFF)
+        cols[f"{side}_v"] = np.array(ver, np.int64)
+        cols[f"{side}_hi"] = np.array(hi, np.uint64)
+        cols[f"{side}_lo"] = np.array(lo, np.uint64)
+    return cols
+
+
+def concat(parts: Sequence[Cols]) -> Cols:
+    parts = [p for p in parts if p["packet"].shape[0]]
+    if not parts:
+        return empty(0)
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _valid_bitmap(valid: np.ndarray) -> pa.Buffer | None:
+    return None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _ints(values: np.ndarray, valid: np.ndarray, dtype: Any) -> pa.Array:
+    pa_type, np_type = _ARROW_INTS[dtype]
+    data: np.ndarray = np.ascontiguousarray(values, dtype=np_type)
+    return pa.Array.from_buffers(pa_type, len(data), [_valid_bitmap(valid), pa.py_buffer(data)])
+
+
+def _bools(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    bits = pa.py_buffer(np.packbits(values.astype(bool), bitorder="little"))
+    return pa.Array.from_buffers(pa.bool_(), len(values), [_valid_bitmap(valid), bits])
+
+
+def _take(texts: pa.Array, index: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """texts[index] where valid, else null."""
+    if not valid.any():
+        return pa.nulls(len(index), pa.string())
+    safe = np.where(valid, index, 0).astype(np.int32)
+    return pc.take(texts, _ints(safe, valid, pl.Int32))
+
+
+def _ipv4_text(values: np.ndarray) -> pa.Array:
+    octets = [pc.cast(pa.array((values >> shift) & 0xFF), pa.string()) for shift in (24, 16, 8, 0)]
+    return pc.binary_join_element_wise(*octets, ".")
+
+
+def _format(ver: int, hi: int, lo: int) -> str | None:
+    if ver == 4:
+        return str(ipaddress.IPv4Address(lo))
+    if ver == 6:
+        return str(ipaddress.IPv6Address((hi << 64) | lo))
+    return None
+
+
+def _addresses(cols: Cols) -> tuple[pa.Array, pa.Array]:
+    """Source and destination address text: each distinct address is formatted once."""
+    n = cols["packet"].shape[0]
+    ver = np.concatenate([cols["src_v"], cols["dst_v"]])
+    lo = np.concatenate([cols["src_lo"], cols["dst_lo"]])
+    valid = ver != 0
+    if not (ver == 6).any():  # the common IPv4-only case
+        uniq, index = np.unique(lo, return_inverse=True)
+        texts = _ipv4_text(uniq.astype(np.int64))
+    else:
+        hi = np.concatenate([cols["src_hi"], cols["dst_hi"]])
+        keys = np.stack([ver.astype(np.uint64), hi, lo], axis=1)
+        uniq, index = np.unique(keys, axis=0, return_inverse=True)
+        texts = pa.array([_format(int(v), int(h), int(x)) for v, h, x in uniq], pa.string())
+    both = _take(texts, index.reshape(-1), valid)
+    return both[:n], both[n:]
+
+
+def to_frame(cols: Cols, batch: RecordBatch) -> pl.DataFrame:
+    """The raw_packets frame (RAW_PACKETS.parser_schema()) for decoded columns of a batch."""
+    schema = RAW_PACKETS.parser_schema()
+    packet = cols["packet"]
+    n = packet.shape[0]
+    if n == 0:
+        return pl.DataFrame(schema=schema)
+    out: dict[str, pa.Array] = {}
+    for name, dtype in schema.items():
+        if name in cols and dtype in _ARROW_INTS:
+            out[name] = _ints(cols[name], cols[name] >= 0, dtype)
+    everywhere = np.ones(n, bool)
+    out["frame_no"] = _ints(batch.first_frame_no + packet, everywhere, pl.Int64)
+    ts = batch.ts_ns[packet]
+    out["ts"] = pa.Array.from_buffers(
+        pa.timestamp("ns", tz="UTC"), n, [_valid_bitmap(ts != TS_MISSING), pa.py_buffer(ts)]
+    )
+    iface_id = batch.iface_id[packet].astype(np.int64)
+    pcapng = np.full(n, batch.is_pcapng)
+    out["iface_id"] = _ints(iface_id, pcapng, pl.Int32)
+    names = pa.array(
+        [batch.iface_names.get(i, str(i)) for i in range(int(iface_id.max()) + 1)], pa.string()
+    )
+    link = cols["link"]
+    sll2 = link == LINK_SLL2
+    out["iface"] = pc.if_else(
+        pa.array(sll2),
+        pc.cast(out["ifindex"], pa.string()),
+        _take(names, iface_id, pcapng),
+    )
+    pkttype = cols["pkttype"]
+    out["direction"] = _take(_DIRECTION_TEXT, np.clip(pkttype, 0, 255), pkttype >= 0)
+    link_values, link_index = np.unique(link, return_inverse=True)
+    link_texts = pa.array([link_name(int(v)) for v in link_values], pa.string())
+    out["link_type"] = _take(link_texts, link_index, everywhere)
+    out["src_ip"], out["dst_ip"] = _addresses(cols)
+    proto = cols["proto_num"]
+    has_proto = (cols["ip_version"] >= 0) & (proto >= 0)
+    out["proto"] = _take(_PROTO_TEXT, np.clip(proto, 0, 255), has_proto)
+    bits = cols["tcp_flags_bits"]
+    out["tcp_flags"] = _take(_FLAG_TEXT, bits & 0xFF, (proto == 6) & (bits >= 0))
+    out["is_truncated"] = _bools(cols["is_truncated"] == 1, everywhere)
+    frag = cols["is_fragment"]
+    out["is_fragment"] = _bools(frag == 1, frag >= 0)
+    tunnel = cols["tunnel"]
+    out["tunnel"] = _take(_TUNNEL_TEXT, np.clip(tunnel, 0, 2), tunnel > 0)
+    depth = cols["depth"]
+    out["encap_depth"] = _ints(depth, everywhere, pl.Int8)
+    out["outer_frame_no"] = _ints(batch.first_frame_no + packet, depth > 0, pl.Int64)
+    table = pa.table([out[name] for name in schema], names=list(schema))
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
