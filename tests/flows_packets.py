@@ -25,6 +25,7 @@ QUERIES = REPO / "queries"
 FLOW_VIEW_FILES = (
     "10_staging/stg_pcap__packets.sql",
     "20_intermediate/int_packets__keyed.sql",
+    "20_intermediate/int_packets__grouped.sql",
     "20_intermediate/int_packets__sessionized.sql",
     "20_intermediate/int_packets__annotated.sql",
     "30_answers/flows.sql",
@@ -139,6 +140,15 @@ def flows_db(frames: dict[str, pl.DataFrame], bundle_id: str = "zeek") -> duckdb
     con.register("_empty", RAW_PACKETS.empty().to_arrow())
     con.execute("create table raw_packets as select * from _empty limit 0")
     con.unregister("_empty")
+    load_frames(con, frames, bundle_id)
+    apply_flow_views(con)
+    return con
+
+
+def load_frames(
+    con: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataFrame], bundle_id: str = "zeek"
+) -> None:
+    """Insert raw_packets frames; the key is the source_file, its first folder the node."""
     for source_file, frame in frames.items():
         node = source_file.split("/")[0] if "/" in source_file else "-"
         full = frame.with_columns(
@@ -149,8 +159,6 @@ def flows_db(frames: dict[str, pl.DataFrame], bundle_id: str = "zeek") -> duckdb
         con.register("_chunk", full.to_arrow())
         con.execute("insert into raw_packets by name select * from _chunk")
         con.unregister("_chunk")
-    apply_flow_views(con)
-    return con
 
 
 def apply_flow_views(con: duckdb.DuckDBPyConnection) -> None:

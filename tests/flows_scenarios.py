@@ -7,6 +7,7 @@ like the tcpdump lines it stands for: ``c.cli("S"), c.srv("SA"), c.cli("A"), c.c
 from __future__ import annotations
 
 import ipaddress
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,7 @@ class Tcp:
         return self._send("s", flags, data, at, seq)
 
 
-def _ip(pkt: Pkt, payload: dpkt.Packet, proto: int) -> dpkt.Packet:
+def _ip(pkt: Pkt, payload: dpkt.Packet | bytes, proto: int) -> dpkt.Packet:
     src, dst = ipaddress.ip_address(pkt.src), ipaddress.ip_address(pkt.dst)
     if src.version == 6:
         ip6 = dpkt.ip6.IP6(src=src.packed, dst=dst.packed, nxt=proto, hlim=64, data=payload)
@@ -97,7 +98,7 @@ def frame(pkt: Pkt) -> bytes:
     body = b"x" * pkt.data
     if pkt.proto == "tcp":
         bits = sum(FLAG_BITS[f] for f in pkt.flags)
-        seg: dpkt.Packet = dpkt.tcp.TCP(
+        seg: dpkt.Packet | bytes = dpkt.tcp.TCP(
             sport=pkt.sport,
             dport=pkt.dport,
             seq=pkt.seq,
@@ -112,7 +113,9 @@ def frame(pkt: Pkt) -> bytes:
         seg.ulen = 8 + len(body)
         proto = 17
     elif pkt.proto == "sctp":
-        seg = dpkt.sctp.SCTP(sport=pkt.sport, dport=pkt.dport, data=body)
+        # common header (ports, verification tag, checksum) and one DATA chunk
+        chunk = struct.pack("!BBH", 0, 3, 4 + len(body)) + body
+        seg = struct.pack("!HHII", pkt.sport, pkt.dport, 1, 0) + chunk
         proto = 132
     else:
         v6 = ":" in pkt.src

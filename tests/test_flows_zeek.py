@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,20 @@ def pair_up(
 
 
 @pytest.fixture(scope="module")
-def flows_by_case() -> dict[str, list[dict[str, Any]]]:
+def dbs() -> Iterator[dict[str, duckdb.DuckDBPyConnection]]:
+    """One in-memory database with the flow views per trace, shared by the tests here."""
     result = {}
     for case in CASES:
         path = capture(case)
-        con = flows_db({f"{case}/{path.name}": packets_frame(path)})
-        result[case] = con.sql("select * from flows").pl().to_dicts()
+        result[case] = flows_db({f"{case}/{path.name}": packets_frame(path)})
+    yield result
+    for con in result.values():
         con.close()
-    return result
+
+
+@pytest.fixture(scope="module")
+def flows_by_case(dbs: dict[str, duckdb.DuckDBPyConnection]) -> dict[str, list[dict[str, Any]]]:
+    return {case: con.sql("select * from flows").pl().to_dicts() for case, con in dbs.items()}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -132,13 +139,15 @@ def test_conn_state_and_history_agree_on_95_percent(
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_flows_golden(case: str, update_golden: bool) -> None:
+def test_flows_golden(
+    case: str, update_golden: bool, dbs: dict[str, duckdb.DuckDBPyConnection]
+) -> None:
     """Every column of our flows for the trace, reviewed once (uid, community_id, rtt, ...)."""
-    path = capture(case)
-    con = flows_db({f"{case}/{path.name}": packets_frame(path)})
-    frame = con.sql(
-        "select * exclude (ts), strftime(ts, '%Y-%m-%dT%H:%M:%S.%f') as ts from flows"
-    ).pl()
+    frame = (
+        dbs[case]
+        .sql("select * exclude (ts), strftime(ts, '%Y-%m-%dT%H:%M:%S.%f') as ts from flows")
+        .pl()
+    )
     check_or_update(ZEEK / case / "flows.expected.csv", frame_to_csv(frame), update_golden)
 
 
@@ -173,14 +182,21 @@ def packet_community_ids(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]
     """(frame_no, community_id of the flow the packet was assigned to) for every keyed packet."""
     return con.sql(
         """
+        with conns as (
+            select group_id, conn_no, arg_min(frame_no, conn_idx) as first_frame_no
+            from int_packets__annotated
+            group by group_id, conn_no
+        )
         select p.frame_no, f.community_id
         from int_packets__annotated as p
-        join (
-            select group_id, conn_no, min(frame_no) filter (where conn_idx = 1) as first_frame_no
-            from int_packets__annotated group by all
-        ) as c using (group_id, conn_no)
-        join flows as f on f.first_frame_no = c.first_frame_no
-            and f.source_file = p.source_file
+        join conns as c using (group_id, conn_no)
+        join int_packets__grouped as g using (group_id)
+        join flows as f
+            on f.source_file = g.source_file
+            and f.first_frame_no = c.first_frame_no
+            and f.ip_proto = g.proto_num
+            and least(f.orig_h, f.resp_h) = least(g.a_ip, g.b_ip)
+            and greatest(f.orig_h, f.resp_h) = greatest(g.a_ip, g.b_ip)
         order by p.frame_no
         """
     ).fetchall()
@@ -188,10 +204,10 @@ def packet_community_ids(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
 @pytest.mark.parametrize("case", CASES)
-def test_community_id_equals_tshark_on_every_packet(case: str) -> None:
-    path = capture(case)
-    con = flows_db({f"{case}/{path.name}": packets_frame(path)})
-    expected = tshark_community_ids(path)
-    ours = packet_community_ids(con)
+def test_community_id_equals_tshark_on_every_packet(
+    case: str, dbs: dict[str, duckdb.DuckDBPyConnection]
+) -> None:
+    expected = tshark_community_ids(capture(case))
+    ours = packet_community_ids(dbs[case])
     assert ours, case
     assert [(f, expected.get(f)) for f, _ in ours] == ours

@@ -27,6 +27,7 @@ packets as (
         g.group_id,
         k.proto_num,
         k.frame_no,
+        k.ts,
         k.ts_ns,
         k.iface,
         k.is_a_src,
@@ -62,15 +63,11 @@ pass1 as (
         ts_ns - lag(ts_ns) over w as gap_ns,
         last_value(case when is_pure_syn then seq end ignore nulls) over wb as prev_syn_seq,
         last_value(case when is_pure_syn then is_a_src end ignore nulls) over wb as prev_syn_from_a,
-        last_value(case when is_pure_syn then [ts_ns, frame_no] end ignore nulls) over wb
-            as prev_syn_pos,
-        last_value(case when is_fin or is_rst then [ts_ns, frame_no] end ignore nulls) over wb
-            as prev_close_pos,
-        -- the first packet 5 s (attempt timer, tcp_close_delay) or more after this one
-        min([ts_ns, frame_no]) over (
-            partition by group_id order by ts_ns
-            range between 5000000000 following and unbounded following
-        ) as pos_after_5s
+        last_value(case when is_pure_syn then ts_ns end ignore nulls) over wb as prev_syn_ns,
+        last_value(case when is_pure_syn then frame_no end ignore nulls) over wb as prev_syn_frame,
+        last_value(case when is_fin or is_rst then ts_ns end ignore nulls) over wb as prev_close_ns,
+        last_value(case when is_fin or is_rst then frame_no end ignore nulls) over wb
+            as prev_close_frame
     from packets
     window
         w as (partition by group_id order by ts_ns, frame_no),
@@ -80,7 +77,7 @@ pass1 as (
         )
 ),
 
-hard_starts as (
+hard_starts as materialized (
     select
         *,
         case
@@ -93,7 +90,11 @@ hard_starts as (
             when is_pure_syn then not coalesce(
                 prev_syn_seq = seq
                 and prev_syn_from_a = is_a_src
-                and (prev_close_pos is null or prev_close_pos < prev_syn_pos),
+                and (
+                    prev_close_ns is null
+                    or prev_close_ns < prev_syn_ns
+                    or (prev_close_ns = prev_syn_ns and prev_close_frame < prev_syn_frame)
+                ),
                 false
             )
             else false
@@ -101,11 +102,22 @@ hard_starts as (
     from pass1
 ),
 
+-- the first packet 5 s (attempt timer, tcp_close_delay) or more after each one
+later as (
+    select
+        *,
+        min(pkt_idx) over (
+            partition by group_id order by ts_ns
+            range between 5000000000 following and unbounded following
+        ) as idx_after_5s
+    from hard_starts
+),
+
 -- pass 2: what happens at or after each packet (per side), up to the group's end
 pass2 as (
     select
         *,
-        min(case when is_hard_start then [ts_ns, frame_no] end) over wa as next_hard_pos,
+        min(case when is_hard_start then pkt_idx end) over wa as next_hard_idx,
         min(case when is_a_src then pkt_idx end) over w as next_a_idx,
         min(case when not is_a_src then pkt_idx end) over w as next_b_idx,
         min(case when is_a_src then ts_ns end) over w as next_a_ns,
@@ -122,12 +134,12 @@ pass2 as (
         ) over w as next_b_close_code,
         min(case when is_a_src and (is_fin or is_rst) then ts_ns end) over w as next_a_close_ns,
         min(case when not is_a_src and (is_fin or is_rst) then ts_ns end) over w as next_b_close_ns,
-        first_value(case when is_a_src and (is_fin or is_rst) then pos_after_5s end ignore nulls)
+        first_value(case when is_a_src and (is_fin or is_rst) then idx_after_5s end ignore nulls)
             over w as next_a_close_after_5s,
         first_value(
-            case when not is_a_src and (is_fin or is_rst) then pos_after_5s end ignore nulls
+            case when not is_a_src and (is_fin or is_rst) then idx_after_5s end ignore nulls
         ) over w as next_b_close_after_5s
-    from hard_starts
+    from later
     window
         w as (
             partition by group_id order by ts_ns, frame_no
@@ -143,10 +155,10 @@ pass2 as (
 relative as (
     select
         group_id,
+        pkt_idx,
         ts_ns,
-        frame_no,
-        next_hard_pos,
-        pos_after_5s,
+        next_hard_idx,
+        idx_after_5s,
         is_syn,
         is_ack,
         is_fin,
@@ -171,8 +183,8 @@ relative as (
 expiry as (
     select
         group_id,
-        [ts_ns, frame_no] as from_pos,
-        next_hard_pos,
+        pkt_idx as from_idx,
+        next_hard_idx,
         case
             -- why: the attempt timer removes a connection 5 s after the originator's SYN if the
             -- originator is still in SYN_SENT and the responder silent (AttemptTimer)
@@ -182,7 +194,7 @@ expiry as (
                     case when is_ack then peer_first_ns else peer_act_ns end >= ts_ns + 5000000000,
                     true
                 )
-                then pos_after_5s
+                then idx_after_5s
             -- why: once the close is complete (a RST, both sides closed, or one side closed
             -- while the other never sent), the connection is deleted tcp_close_delay = 5 s later
             else least(
@@ -198,35 +210,36 @@ expiry as (
                         then peer_close_after_5s
                 end
             )
-        end as next_pos
+        end as next_idx
     from relative
 ),
 
-next_starts as (
-    select group_id, from_pos, next_pos
+next_starts as materialized (
+    select group_id, from_idx, next_idx
     from expiry
-    where next_pos is not null and (next_hard_pos is null or next_pos < next_hard_pos)
+    where next_idx is not null and (next_hard_idx is null or next_idx < next_hard_idx)
 ),
 
+-- walk from every TCP segment start through the timer expiries
 chain as (
-    select group_id, [ts_ns, frame_no] as start_pos
+    select group_id, pkt_idx as start_idx, 0 as depth
     from hard_starts
-    where is_hard_start and proto_num = 6
+    where is_hard_start and group_id in (select group_id from next_starts)
     union all
-    select n.group_id, n.next_pos as start_pos
+    select n.group_id, n.next_idx as start_idx, c.depth + 1 as depth
     from chain as c
-    inner join next_starts as n on n.group_id = c.group_id and n.from_pos = c.start_pos
+    inner join next_starts as n on n.group_id = c.group_id and n.from_idx = c.start_idx
 ),
 
 timer_starts as (
-    select distinct group_id, start_pos from chain
+    select distinct group_id, start_idx from chain where depth > 0
 ),
 
 -- pass 3: number the connections and carry each one's first packet
 pass3 as (
     select
         *,
-        sum(is_conn_start::integer) over w as conn_no,
+        (sum(is_conn_start::integer) over w)::bigint as conn_no,
         last_value(case when is_conn_start then is_a_src end ignore nulls) over w
             as first_is_a_src,
         last_value(case when is_conn_start then flips_if_first end ignore nulls) over w
@@ -234,10 +247,10 @@ pass3 as (
     from (
         select
             p.*,
-            p.is_hard_start or t.start_pos is not null as is_conn_start
+            p.is_hard_start or t.start_idx is not null as is_conn_start
         from hard_starts as p
         left join timer_starts as t
-            on t.group_id = p.group_id and t.start_pos = [p.ts_ns, p.frame_no]
+            on t.group_id = p.group_id and t.start_idx = p.pkt_idx
     )
     window w as (
         partition by group_id order by ts_ns, frame_no
@@ -252,6 +265,7 @@ final as (
         pkt_idx,
         proto_num,
         frame_no,
+        ts,
         ts_ns,
         iface,
         is_flipped,

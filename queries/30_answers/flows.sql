@@ -1,49 +1,31 @@
 -- question: Which connections did each capture file see, summarised like Zeek's conn.log?
 -- grain: one row per connection per capture file (a vantage point)
--- inputs: int_packets__annotated
+-- inputs: int_packets__annotated, int_packets__grouped
 --
 -- Columns keep Zeek's names and meanings (base/protocols/conn/main.zeek): duration, orig_bytes
 -- and resp_bytes are null when the connection lasted 0 s; TCP byte counts come from sequence
 -- numbers (and the peer's acknowledgements); conn_state follows Zeek's conn_state() on the
 -- endpoint states Zeek's TCP analyzer would reach. See docs/flows.md for the known differences.
 with packets as (
-    select
-        *,
-        min(case when not is_orig and is_syn and is_ack then conn_idx end)
-            over (partition by group_id, conn_no) as synack_idx
-    from int_packets__annotated
+    select * from int_packets__annotated
+),
+
+grouped as (
+    select * from int_packets__grouped
 ),
 
 per_conn as (
     select
         group_id,
         conn_no,
-        any_value(bundle_id) as bundle_id,
-        any_value(node) as node,
-        any_value(source_file) as source_file,
-        any_value(proto) as proto,
         any_value(proto_num) as ip_proto,
         any_value(is_flipped) as is_flipped,
+        -- the originator is side "a" of the flow key when it sent the a-side packets
+        any_value(is_orig = is_a_src) as orig_is_a,
         min(ts) as ts,
         min(ts_ns) as start_ns,
         arg_min(frame_no, conn_idx) as first_frame_no,
         arg_max(frame_no, conn_idx) as last_frame_no,
-        coalesce(
-            arg_min(src_ip, conn_idx) filter (where is_orig),
-            arg_min(dst_ip, conn_idx) filter (where not is_orig)
-        ) as orig_h,
-        coalesce(
-            arg_min(sport, conn_idx) filter (where is_orig),
-            arg_min(dport, conn_idx) filter (where not is_orig)
-        ) as orig_p,
-        coalesce(
-            arg_min(dst_ip, conn_idx) filter (where is_orig),
-            arg_min(src_ip, conn_idx) filter (where not is_orig)
-        ) as resp_h,
-        coalesce(
-            arg_min(dport, conn_idx) filter (where is_orig),
-            arg_min(sport, conn_idx) filter (where not is_orig)
-        ) as resp_p,
         string_agg(distinct iface, ',' order by iface) as iface,
         count(*) filter (where is_orig) as orig_pkts,
         coalesce(sum(ip_len) filter (where is_orig), 0) as orig_ip_bytes,
@@ -62,12 +44,14 @@ per_conn as (
         any_value(orig_rst_idx) as orig_rst_idx,
         any_value(resp_rst_idx) as resp_rst_idx,
         any_value(orig_isn) as first_seq,
-        arg_min(conn_idx, conn_idx) filter (where is_orig) as orig_first_idx,
+        any_value(orig_first_idx) as orig_first_idx,
         arg_min(is_syn::integer + is_ack::integer * 2, conn_idx) filter (where is_orig)
             as orig_first_code,
-        min(conn_idx) filter (where not is_orig and not is_passive_resp_ack) as resp_first_idx,
+        any_value(resp_first_idx) as resp_first_idx,
+        -- the responder's first packet that woke it up
+        min(conn_idx) filter (where not is_orig and not is_passive_resp_ack) as resp_woke_idx,
         arg_min(is_syn::integer, conn_idx) filter (where not is_orig and not is_passive_resp_ack)
-            as resp_first_syn,
+            as resp_woke_syn,
         max(rel_end) filter (where is_orig and coalesce(conn_idx <= orig_rst_idx, true))
             as orig_last_rel,
         max(rel_end) filter (where not is_orig and coalesce(conn_idx <= resp_rst_idx, true))
@@ -92,6 +76,21 @@ per_conn as (
     group by group_id, conn_no
 ),
 
+keyed as (
+    select
+        c.*,
+        g.bundle_id,
+        g.node,
+        g.source_file,
+        g.proto,
+        case when c.orig_is_a then g.a_ip else g.b_ip end as orig_h,
+        case when c.orig_is_a then g.a_port else g.b_port end as orig_p,
+        case when c.orig_is_a then g.b_ip else g.a_ip end as resp_h,
+        case when c.orig_is_a then g.b_port else g.a_port end as resp_p
+    from per_conn as c
+    inner join grouped as g using (group_id)
+),
+
 -- the last sequence/ack position of each side, as Zeek's TCP_Endpoint::Size() sees it
 sized as (
     select
@@ -104,7 +103,7 @@ sized as (
                 then closed_last_ns
             else last_ns
         end as end_ns
-    from per_conn
+    from keyed
 ),
 
 endpoint_states as (
@@ -126,15 +125,15 @@ endpoint_states as (
         case
             when orig_first_idx is null then 'INACTIVE'
             when orig_first_code = 1 then
-                case when resp_first_syn = 1 then 'ESTABLISHED' else 'SYN_SENT' end
+                case when resp_woke_syn = 1 then 'ESTABLISHED' else 'SYN_SENT' end
             when orig_first_code = 3 then 'SYN_ACK_SENT'
-            when orig_first_code >= 2 and resp_first_syn = 1 and resp_first_idx < orig_first_idx
+            when orig_first_code >= 2 and resp_woke_syn = 1 and resp_woke_idx < orig_first_idx
                 then 'ESTABLISHED'
             else 'PARTIAL'
         end as orig_open_state,
         case
-            when resp_first_idx is null then 'INACTIVE'
-            when resp_first_syn = 1 then 'ESTABLISHED'
+            when resp_woke_idx is null then 'INACTIVE'
+            when resp_woke_syn = 1 then 'ESTABLISHED'
             else 'PARTIAL'
         end as resp_open_state
     from (select *, proto = 'tcp' as proto_num_is_tcp from sized)
@@ -196,7 +195,7 @@ final_states as (
     from endpoint_states
 ),
 
-states as (
+states as materialized (
     select
         *,
         case
