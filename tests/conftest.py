@@ -61,3 +61,32 @@ def fresh_lab_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obj
         )
         bundles[mode] = out
     return bundles
+
+
+@pytest.fixture(scope="session")
+def analyzed(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - returns a callable
+    """`analyzed(bundle_dir)` -> (db path, report text): each bundle analyzed once per session.
+
+    Tests must open the database read-only; a test that changes data makes its own copy.
+    """
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    cache: dict[Path, tuple[Path, str]] = {}
+
+    def run(bundle: Path) -> tuple[Path, str]:
+        bundle = Path(bundle).resolve()
+        if bundle not in cache:
+            out = tmp_path_factory.mktemp("analyzed")
+            db, report = out / "natlens.duckdb", out / "report.md"
+            result = CliRunner().invoke(
+                app, ["analyze", str(bundle), "--db", str(db), "-o", str(report), "--quiet"]
+            )
+            assert result.exit_code == 0, result.stderr
+            cache[bundle] = (db, report.read_text())
+        return cache[bundle]
+
+    return run

@@ -5,6 +5,7 @@ Regenerate the golden files with `pytest tests/test_reports.py --update-golden` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -19,34 +20,37 @@ GOLDEN = Path(__file__).parent / "golden"
 runner = CliRunner()
 
 
-def _analyze(bundle: str, tmp_path: Path) -> tuple[str, duckdb.DuckDBPyConnection]:
-    db, report = tmp_path / "n.duckdb", tmp_path / "report.md"
-    result = runner.invoke(
-        app, ["analyze", str(REPO / "captures" / bundle), "--db", str(db), "-o", str(report)]
-    )
-    assert result.exit_code == 0, result.stderr
-    return report.read_text(), duckdb.connect(str(db), read_only=True)
+def _analyze(
+    bundle: str, analyzed: Callable[[Path], tuple[Path, str]]
+) -> tuple[str, duckdb.DuckDBPyConnection]:
+    db, report = analyzed(REPO / "captures" / bundle)
+    return report, duckdb.connect(str(db), read_only=True)
 
 
 @pytest.mark.parametrize("bundle", ["seed-kind-ipvs", "lab-iptables", "lab-ipvs"])
-def test_report_matches_golden(bundle: str, tmp_path: Path, update_golden: bool) -> None:
-    text, _ = _analyze(bundle, tmp_path)
-    assert str(REPO) not in text and str(tmp_path) not in text  # no absolute paths
+def test_report_matches_golden(
+    bundle: str, analyzed: Callable[[Path], tuple[Path, str]], update_golden: bool
+) -> None:
+    text, _ = _analyze(bundle, analyzed)
+    assert str(REPO) not in text and "/tmp" not in text  # no absolute paths
     golden = GOLDEN / bundle / "report.md"
     golden.parent.mkdir(parents=True, exist_ok=True)
     check_or_update(golden, text, update_golden)
 
 
-def test_report_is_the_same_from_report_command(tmp_path: Path) -> None:
-    text, con = _analyze("seed-kind-ipvs", tmp_path)
-    con.close()
-    again = runner.invoke(app, ["report", "--db", str(tmp_path / "n.duckdb")])
+def test_report_is_the_same_from_report_command(
+    analyzed: Callable[[Path], tuple[Path, str]],
+) -> None:
+    db, text = analyzed(REPO / "captures" / "seed-kind-ipvs")
+    again = runner.invoke(app, ["report", "--db", str(db)])
     assert again.exit_code == 0
     assert again.stdout == text
 
 
-def test_seed_services_backends_and_translations(tmp_path: Path) -> None:
-    text, con = _analyze("seed-kind-ipvs", tmp_path)
+def test_seed_services_backends_and_translations(
+    analyzed: Callable[[Path], tuple[Path, str]],
+) -> None:
+    text, con = _analyze("seed-kind-ipvs", analyzed)
     services = {r[0] for r in con.execute("select distinct service from ipvs_services").fetchall()}
     # the ClusterIP service, NodePort 30001 on every local address of every node, kube-dns
     assert "TCP 10.200.1.216:9000" in services
@@ -121,8 +125,10 @@ def test_seed_services_backends_and_translations(tmp_path: Path) -> None:
         assert needle in text
 
 
-def test_seed_snat_classes_and_missing_inputs(tmp_path: Path) -> None:
-    _, con = _analyze("seed-kind-ipvs", tmp_path)
+def test_seed_snat_classes_and_missing_inputs(
+    analyzed: Callable[[Path], tuple[Path, str]],
+) -> None:
+    _, con = _analyze("seed-kind-ipvs", analyzed)
     rows = con.execute(
         "select backend_ip, snat_class, decision, missing_inputs from snat_decisions "
         "order by client_port"

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.explain.test_lab_snat_decisions import analyze, check_bundle, check_shares
+from tests.explain.test_lab_snat_decisions import Analyzed, analyze, check_bundle, check_shares
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("mode", ["iptables", "ipvs"])
 def test_fresh_lab_bundle_snat_predicted_for_every_translation(
-    mode: str, fresh_lab_bundles: dict[str, Path], tmp_path: Path
+    mode: str, fresh_lab_bundles: dict[str, Path], analyzed: Analyzed
 ) -> None:
     bundle = fresh_lab_bundles[mode]
-    con = analyze(bundle, tmp_path / "fresh.duckdb")
+    con = analyze(bundle, analyzed)
     check_bundle(bundle, con)
     check_shares(con)

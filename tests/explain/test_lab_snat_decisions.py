@@ -8,22 +8,22 @@ The committed bundles are checked here; tests/explain/test_lab_fresh.py regenera
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
-from typer.testing import CliRunner
-
-from pipeline.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLES = ["lab-iptables", "lab-ipvs"]
 GT_CLASS = {"none": "none", "node_ip": "node IP", "pod_gateway": "pod gateway"}
 
 
-def analyze(bundle: Path, db: Path) -> duckdb.DuckDBPyConnection:
-    result = CliRunner().invoke(app, ["analyze", str(bundle), "--db", str(db), "--quiet"])
-    assert result.exit_code == 0, result.stderr
+Analyzed = Callable[[Path], tuple[Path, str]]
+
+
+def analyze(bundle: Path, analyzed: Analyzed) -> duckdb.DuckDBPyConnection:
+    db, _ = analyzed(bundle)
     return duckdb.connect(str(db), read_only=True)
 
 
@@ -90,16 +90,16 @@ def check_shares(con: duckdb.DuckDBPyConnection) -> None:
 
 @pytest.mark.parametrize("name", BUNDLES)
 def test_committed_lab_bundle_snat_predicted_for_every_translation(
-    name: str, tmp_path: Path
+    name: str, analyzed: Analyzed
 ) -> None:
     bundle = REPO / "captures" / name
-    con = analyze(bundle, tmp_path / "lab.duckdb")
+    con = analyze(bundle, analyzed)
     check_bundle(bundle, con)
     check_shares(con)
 
 
-def test_iptables_cascade_shares_are_exact(tmp_path: Path) -> None:
-    con = analyze(REPO / "captures" / "lab-iptables", tmp_path / "lab.duckdb")
+def test_iptables_cascade_shares_are_exact(analyzed: Analyzed) -> None:
+    con = analyze(REPO / "captures" / "lab-iptables", analyzed)
     expected = rows(con, "select * from derived_expected_backends")
     assert expected
     for r in expected:
@@ -107,13 +107,8 @@ def test_iptables_cascade_shares_are_exact(tmp_path: Path) -> None:
         assert r["expected_share"] == pytest.approx(1 / 3, abs=1e-9)
 
 
-def test_report_explains_local_and_remote_nodeport_snat(tmp_path: Path) -> None:
-    bundle = REPO / "captures" / "lab-iptables"
-    db = tmp_path / "lab.duckdb"
-    report = tmp_path / "report.md"
-    result = CliRunner().invoke(app, ["analyze", str(bundle), "--db", str(db), "-o", str(report)])
-    assert result.exit_code == 0, result.stderr
-    text = report.read_text()
+def test_report_explains_local_and_remote_nodeport_snat(analyzed: Analyzed) -> None:
+    _, text = analyzed(REPO / "captures" / "lab-iptables")
     why = text.split("## Why was it SNATed?", 1)[1].split("## Backend distribution", 1)[0]
     gateway = why.split("tcp 172.18.0.5:30001", 1)[1]
     assert "pod gateway" in why and "node IP" in why
