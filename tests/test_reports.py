@@ -31,7 +31,8 @@ def _analyze(
 def test_report_matches_golden(
     bundle: str, analyzed: Callable[[Path], tuple[Path, str]], update_golden: bool
 ) -> None:
-    text, _ = _analyze(bundle, analyzed)
+    text, con = _analyze(bundle, analyzed)
+    con.close()
     assert str(REPO) not in text and "/tmp" not in text  # no absolute paths
     golden = GOLDEN / bundle / "report.md"
     golden.parent.mkdir(parents=True, exist_ok=True)
@@ -121,6 +122,7 @@ def test_seed_services_backends_and_translations(
             "dnat+snat",
         ),
     ]
+    con.close()
     for needle in ("10.200.1.216:9000", "10.200.1.10:53", "172.18.0.5:30001", "10.10.2.1"):
         assert needle in text
 
@@ -133,6 +135,7 @@ def test_seed_snat_classes_and_missing_inputs(
         "select backend_ip, snat_class, decision, missing_inputs from snat_decisions "
         "order by client_port"
     ).fetchall()
+    con.close()
     assert [(r[0], r[1], r[2]) for r in rows] == [
         ("10.10.1.2", "node IP", "unknown"),
         ("10.10.3.2", "node IP", "unknown"),

@@ -16,5 +16,8 @@ def test_fresh_lab_bundle_snat_predicted_for_every_translation(
 ) -> None:
     bundle = fresh_lab_bundles[mode]
     con = analyze(bundle, analyzed)
-    check_bundle(bundle, con)
-    check_shares(con)
+    try:
+        check_bundle(bundle, con)
+        check_shares(con)
+    finally:
+        con.close()

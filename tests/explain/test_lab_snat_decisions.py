@@ -94,13 +94,17 @@ def test_committed_lab_bundle_snat_predicted_for_every_translation(
 ) -> None:
     bundle = REPO / "captures" / name
     con = analyze(bundle, analyzed)
-    check_bundle(bundle, con)
-    check_shares(con)
+    try:
+        check_bundle(bundle, con)
+        check_shares(con)
+    finally:
+        con.close()
 
 
 def test_iptables_cascade_shares_are_exact(analyzed: Analyzed) -> None:
     con = analyze(REPO / "captures" / "lab-iptables", analyzed)
     expected = rows(con, "select * from derived_expected_backends")
+    con.close()
     assert expected
     for r in expected:
         assert r["basis"] == "iptables statistic (rule walk)"
