@@ -78,6 +78,50 @@ SECTION_QUERIES: dict[str, str] = {
             is_ipvs_backend as listed_by_ipvs
         from backend_distribution where scope = 'all'
         order by bundle_id, proto, dialed_ip, dialed_port, backend_ip, backend_port""",
+    "connections_by_backend": """
+        with labelled as (
+            select *,
+                coalesce(service, proto || ' ' || dialed_ip || ':' || dialed_port) as label,
+                case
+                    when match_status = 'matched' then backend_ip || ':' || backend_port
+                    else '(' || match_status || ')'
+                end as backend
+            from connections
+        )
+        select label as service, backend, coalesce(backend_name, '') as name,
+            coalesce(snat_class, '') as snat_class, count(*) as connections,
+            count(*) filter (where evidence = 'both') as conntrack_and_captures,
+            count(*) filter (where evidence = 'pcap') as captures_only,
+            count(*) filter (where evidence = 'conntrack') as conntrack_only,
+            coalesce(string_agg(distinct dnat_node, ', ' order by dnat_node), '') as dnat_nodes,
+            coalesce(string_agg(distinct snat_ip, ', ' order by snat_ip), '') as snat_sources
+        from labelled
+        group by label, backend, backend_name, snat_class
+        order by service, starts_with(backend, '('), backend, snat_class, name""",
+    "connection_examples": """
+        with ranked as (
+            select *,
+                coalesce(service, proto || ' ' || dialed_ip || ':' || dialed_port) as service_label,
+                row_number() over (
+                    partition by coalesce(service, proto || ' ' || dialed_ip || ':' || dialed_port)
+                    order by evidence = 'both' desc, n_legs desc, snat_class, bundle_id, ts,
+                        conn_id
+                ) as example_rank
+            from connections
+            where match_status = 'matched' and n_legs > 0
+        )
+        select service_label,
+            client_ip || ':' || client_port as client, dialed_ip || ':' || dialed_port as dialed,
+            backend_ip || ':' || backend_port as backend, snat_ip || ':' || snat_port as snat,
+            coalesce(dnat_node, '-') as dnat_node, match_rule,
+            leg.role, leg.node, array_to_string(leg.ifaces, ', ') as ifaces,
+            leg.orig || ' -> ' || leg.resp as tuple, leg.source_file, leg.uid, leg.community_id,
+            -- why: relative times keep the report free of wall-clock times
+            printf('+%.3f ms', (epoch_ns(leg.first_ts)
+                - min(epoch_ns(leg.first_ts)) over (partition by conn_id)) / 1e6) as time
+        from ranked, unnest(legs) as l(leg)
+        where example_rank = 1
+        order by service_label, leg.first_ts, leg.node, leg.role""",
     "states": """
         select node, proto, coalesce(state, '(none)') as state, count(*) as entries,
             count(*) filter (where flags like '%ASSURED%') as assured,
@@ -165,8 +209,14 @@ def distribution_groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     for (_, proto, ip, port), backends in services.items():
         name = backends[0]["dialed_name"]
         title = f"{proto} {ip}:{port}" + (f" {name}" if name else "")
-        out.append({"title": title, "rows": backends, "chart": distribution_chart(title, backends),
-                    "first": backends[0]})
+        out.append(
+            {
+                "title": title,
+                "rows": backends,
+                "chart": distribution_chart(title, backends),
+                "first": backends[0],
+            }
+        )
     return out
 
 

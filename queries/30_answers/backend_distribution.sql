@@ -1,8 +1,33 @@
 -- question: How were the connections to each dialed service spread over its backends, compared with what the rules promise, over all nodes and per node?
 -- grain: one row per scope (all nodes, or one node), dialed service (proto, ip, port) and backend
--- inputs: int_nat_translations__counted_by_backend, stg_ipvs__backends, derived_expected_backends, derived_distribution_tests, int_k8s_addresses__named, int_k8s_service_ports__named
-with observed as (
+-- inputs: int_nat_translations__counted_by_backend, int_connections__counted_by_backend, stg_ipvs__backends, derived_expected_backends, derived_distribution_tests, int_k8s_addresses__named, int_k8s_service_ports__named
+with conntrack_observed as (
     select * from int_nat_translations__counted_by_backend
+),
+
+pcap_observed as (
+    select * from int_connections__counted_by_backend
+),
+
+-- why: conntrack and the packet captures are two independent witnesses of the same DNAT
+-- choices; connections counts the conntrack entries, pcap_connections the captured ones
+observed as (
+    select
+        coalesce(c.bundle_id, p.bundle_id) as bundle_id,
+        coalesce(c.node, p.node) as node,
+        coalesce(c.proto, p.proto) as proto,
+        coalesce(c.dialed_ip, p.dialed_ip) as dialed_ip,
+        coalesce(c.dialed_port, p.dialed_port) as dialed_port,
+        coalesce(c.backend_ip, p.backend_ip) as backend_ip,
+        coalesce(c.backend_port, p.backend_port) as backend_port,
+        coalesce(c.connections, 0) as connections,
+        coalesce(p.pcap_connections, 0) as pcap_connections
+    from conntrack_observed as c
+    full outer join pcap_observed as p
+        on p.bundle_id = c.bundle_id and p.node = c.node and p.proto = c.proto
+        and p.dialed_ip = c.dialed_ip and p.dialed_port = c.dialed_port
+        and p.backend_ip = c.backend_ip
+        and p.backend_port is not distinct from c.backend_port
 ),
 
 promised as (
@@ -32,6 +57,7 @@ per_node as (
         coalesce(o.backend_ip, p.backend_ip) as backend_ip,
         coalesce(o.backend_port, p.backend_port) as backend_port,
         coalesce(o.connections, 0) as connections,
+        coalesce(o.pcap_connections, 0) as pcap_connections,
         p.expected_share,
         p.expected_connections,
         p.basis,
@@ -69,6 +95,7 @@ scoped as (
         backend_ip,
         backend_port,
         sum(connections) as connections,
+        sum(pcap_connections) as pcap_connections,
         null as expected_share,
         -- why: each node's connections follow that node's rules, so expected counts add up
         case when bool_and(coalesce(is_predictable, false)) then sum(expected_connections) end
@@ -112,6 +139,8 @@ final as (
         round(s.expected_connections, 3) as expected_connections,
         s.basis,
         s.is_ipvs_backend,
+        s.pcap_connections,
+        round(s.pcap_connections / nullif(sum(s.pcap_connections) over w, 0), 4) as pcap_share,
         t.chi2,
         t.dof,
         t.p_value,
