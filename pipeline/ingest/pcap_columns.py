@@ -84,10 +84,11 @@ def flags_text(bits: int) -> str:
     return "".join(letter for i, letter in enumerate(TCP_FLAG_LETTERS) if bits >> i & 1)
 
 
-_FLAG_TEXT = pa.array([flags_text(b) for b in range(256)], pa.string())
-_PROTO_TEXT = pa.array([PROTO_NAMES.get(p, str(p)) for p in range(256)], pa.string())
-_DIRECTION_TEXT = pa.array([DIRECTIONS.get(p, "other") for p in range(256)], pa.string())
-_TUNNEL_TEXT = pa.array(["", *TUNNELS.values()], pa.string())
+_FLAG_TEXT = pl.Series([flags_text(b) for b in range(256)], dtype=pl.Utf8)
+_PROTO_TEXT = pl.Series([PROTO_NAMES.get(p, str(p)) for p in range(256)], dtype=pl.Utf8)
+_DIRECTION_TEXT = pl.Series([DIRECTIONS.get(p, "other") for p in range(256)], dtype=pl.Utf8)
+_TUNNEL_TEXT = pl.Series(["", *TUNNELS.values()], dtype=pl.Utf8)
+_NO_TEXT = pl.Series([""], dtype=pl.Utf8)
 _ARROW_INTS: dict[Any, tuple[pa.DataType, type]] = {
     pl.Int8: (pa.int8(), np.int8),
     pl.Int16: (pa.int16(), np.int16),
@@ -97,10 +98,20 @@ _ARROW_INTS: dict[Any, tuple[pa.DataType, type]] = {
 
 
 def empty(n: int) -> Cols:
-    cols = {name: np.full(n, -1, np.int64) for name in INT_FIELDS}
-    for name in ADDR_FIELDS:
-        cols[name] = np.zeros(n, np.uint64 if name.endswith(("hi", "lo")) else np.int64)
-    return cols
+    """All fields of n rows, every one null (a decoder may also just leave fields out)."""
+    return {name: _missing(name, n) for name in (*INT_FIELDS, *ADDR_FIELDS)}
+
+
+def _missing(name: str, n: int) -> np.ndarray:
+    if name.endswith(("_hi", "_lo")):
+        return np.zeros(n, np.uint64)
+    return np.full(n, 0 if name.endswith("_v") else -1, np.int64)
+
+
+def field(cols: Cols, name: str) -> np.ndarray:
+    """A field's values; fields a decoder left out are null (-1; address version 0)."""
+    values = cols.get(name)
+    return values if values is not None else _missing(name, cols["packet"].shape[0])
 
 
 def from_rows(rows: Sequence[dict[str, Any]]) -> Cols:
@@ -134,7 +145,8 @@ def concat(parts: Sequence[Cols]) -> Cols:
         return empty(0)
     if len(parts) == 1:
         return parts[0]
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    names = {name for part in parts for name in part}
+    return {name: np.concatenate([field(p, name) for p in parts]) for name in names}
 
 
 def _valid_bitmap(valid: np.ndarray) -> pa.Buffer | None:
@@ -152,17 +164,26 @@ def _bools(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(values), [_valid_bitmap(valid), bits])
 
 
-def _take(texts: pa.Array, index: np.ndarray, valid: np.ndarray) -> pa.Array:
-    """texts[index] where valid, else null."""
+def _pick(texts: pl.Series, index: np.ndarray, valid: np.ndarray) -> pl.Series:
+    """texts[index] where valid, else null (a polars gather: strings are not copied)."""
+    n = index.shape[0]
     if not valid.any():
-        return pa.nulls(len(index), pa.string())
-    safe = np.where(valid, index, 0).astype(np.int32)
-    return pc.take(texts, _ints(safe, valid, pl.Int32))
+        return pl.Series(values=[None], dtype=pl.Utf8).extend_constant(None, n - 1)
+    if valid.all() and (index == index[0]).all():
+        return pl.repeat(texts[int(index[0])], n, eager=True, dtype=pl.Utf8)
+    safe = np.where(valid, index, 0).astype(np.uint32)
+    bitmap = _valid_bitmap(valid)
+    positions = pa.Array.from_buffers(pa.uint32(), n, [bitmap, pa.py_buffer(safe)])
+    picked = pl.from_arrow(positions)
+    assert isinstance(picked, pl.Series)
+    return texts.gather(picked)
 
 
-def _ipv4_text(values: np.ndarray) -> pa.Array:
-    octets = [pc.cast(pa.array((values >> shift) & 0xFF), pa.string()) for shift in (24, 16, 8, 0)]
-    return pc.binary_join_element_wise(*octets, ".")
+def _ipv4_text(values: np.ndarray) -> pl.Series:
+    """Dotted quads for IPv4 addresses given as integers (vectorised)."""
+    values = values.astype(np.int64)
+    parts = [pl.Series((values >> shift) & 0xFF).cast(pl.Utf8) for shift in (24, 16, 8, 0)]
+    return pl.select(pl.concat_str(parts, separator=".")).to_series()
 
 
 def _format(ver: int, hi: int, lo: int) -> str | None:
@@ -173,26 +194,31 @@ def _format(ver: int, hi: int, lo: int) -> str | None:
     return None
 
 
-def _addresses(cols: Cols) -> tuple[pa.Array, pa.Array]:
+def _addresses(cols: Cols) -> tuple[pl.Series, pl.Series]:
     """Source and destination address text: each distinct address is formatted once."""
     n = cols["packet"].shape[0]
-    ver = np.concatenate([cols["src_v"], cols["dst_v"]])
-    lo = np.concatenate([cols["src_lo"], cols["dst_lo"]])
+    ver = np.concatenate([field(cols, "src_v"), field(cols, "dst_v")])
+    lo = np.concatenate([field(cols, "src_lo"), field(cols, "dst_lo")])
     valid = ver != 0
     if not (ver == 6).any():  # the common IPv4-only case
-        uniq, index = np.unique(lo, return_inverse=True)
-        texts = _ipv4_text(uniq.astype(np.int64))
+        encoded = pc.dictionary_encode(pa.array(lo.astype(np.uint32)))
+        texts = _ipv4_text(encoded.dictionary.to_numpy())
+        index = encoded.indices.to_numpy()
     else:
-        hi = np.concatenate([cols["src_hi"], cols["dst_hi"]])
+        hi = np.concatenate([field(cols, "src_hi"), field(cols, "dst_hi")])
         keys = np.stack([ver.astype(np.uint64), hi, lo], axis=1)
         uniq, index = np.unique(keys, axis=0, return_inverse=True)
-        texts = pa.array([_format(int(v), int(h), int(x)) for v, h, x in uniq], pa.string())
-    both = _take(texts, index.reshape(-1), valid)
+        texts = pl.Series([_format(int(v), int(h), int(x)) for v, h, x in uniq], dtype=pl.Utf8)
+    both = _pick(texts, index.reshape(-1), valid)
     return both[:n], both[n:]
 
 
 def to_frame(cols: Cols, batch: RecordBatch) -> pl.DataFrame:
-    """The raw_packets frame (RAW_PACKETS.parser_schema()) for decoded columns of a batch."""
+    """The raw_packets frame (RAW_PACKETS.parser_schema()) for decoded columns of a batch.
+
+    Numbers go through Arrow buffers (no copy into polars); text columns are gathered from small
+    tables of distinct values.
+    """
     schema = RAW_PACKETS.parser_schema()
     packet = cols["packet"]
     n = packet.shape[0]
@@ -200,8 +226,12 @@ def to_frame(cols: Cols, batch: RecordBatch) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     out: dict[str, pa.Array] = {}
     for name, dtype in schema.items():
-        if name in cols and dtype in _ARROW_INTS:
-            out[name] = _ints(cols[name], cols[name] >= 0, dtype)
+        if name in INT_FIELDS and dtype in _ARROW_INTS:
+            values = cols.get(name)
+            if values is None:
+                out[name] = pa.nulls(n, _ARROW_INTS[dtype][0])
+            else:
+                out[name] = _ints(values, values >= 0, dtype)
     everywhere = np.ones(n, bool)
     out["frame_no"] = _ints(batch.first_frame_no + packet, everywhere, pl.Int64)
     ts = batch.ts_ns[packet]
@@ -209,38 +239,45 @@ def to_frame(cols: Cols, batch: RecordBatch) -> pl.DataFrame:
         pa.timestamp("ns", tz="UTC"), n, [_valid_bitmap(ts != TS_MISSING), pa.py_buffer(ts)]
     )
     iface_id = batch.iface_id[packet].astype(np.int64)
-    pcapng = np.full(n, batch.is_pcapng)
-    out["iface_id"] = _ints(iface_id, pcapng, pl.Int32)
-    names = pa.array(
-        [batch.iface_names.get(i, str(i)) for i in range(int(iface_id.max()) + 1)], pa.string()
-    )
-    link = cols["link"]
-    sll2 = link == LINK_SLL2
-    out["iface"] = pc.if_else(
-        pa.array(sll2),
-        pc.cast(out["ifindex"], pa.string()),
-        _take(names, iface_id, pcapng),
-    )
-    pkttype = cols["pkttype"]
-    out["direction"] = _take(_DIRECTION_TEXT, np.clip(pkttype, 0, 255), pkttype >= 0)
-    link_values, link_index = np.unique(link, return_inverse=True)
-    link_texts = pa.array([link_name(int(v)) for v in link_values], pa.string())
-    out["link_type"] = _take(link_texts, link_index, everywhere)
-    out["src_ip"], out["dst_ip"] = _addresses(cols)
-    proto = cols["proto_num"]
-    has_proto = (cols["ip_version"] >= 0) & (proto >= 0)
-    out["proto"] = _take(_PROTO_TEXT, np.clip(proto, 0, 255), has_proto)
-    bits = cols["tcp_flags_bits"]
-    out["tcp_flags"] = _take(_FLAG_TEXT, bits & 0xFF, (proto == 6) & (bits >= 0))
+    out["iface_id"] = _ints(iface_id, np.full(n, batch.is_pcapng), pl.Int32)
     out["is_truncated"] = _bools(cols["is_truncated"] == 1, everywhere)
-    frag = cols["is_fragment"]
+    frag = field(cols, "is_fragment")
     out["is_fragment"] = _bools(frag == 1, frag >= 0)
-    tunnel = cols["tunnel"]
-    out["tunnel"] = _take(_TUNNEL_TEXT, np.clip(tunnel, 0, 2), tunnel > 0)
     depth = cols["depth"]
     out["encap_depth"] = _ints(depth, everywhere, pl.Int8)
     out["outer_frame_no"] = _ints(batch.first_frame_no + packet, depth > 0, pl.Int64)
-    table = pa.table([out[name] for name in schema], names=list(schema))
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+    numbers = pl.from_arrow(pa.table(list(out.values()), names=list(out)))
+    assert isinstance(numbers, pl.DataFrame)
+    return numbers.hstack(_texts(cols, batch, iface_id)).select([pl.col(name) for name in schema])
+
+
+def _texts(cols: Cols, batch: RecordBatch, iface_id: np.ndarray) -> list[pl.Series]:
+    n = iface_id.shape[0]
+    link = cols["link"]
+    if batch.is_pcapng:
+        names = [batch.iface_names.get(i, str(i)) for i in range(int(iface_id.max()) + 1)]
+        iface = _pick(pl.Series(names, dtype=pl.Utf8), iface_id, np.ones(n, bool))
+    else:
+        iface = _pick(_NO_TEXT, np.zeros(n, np.int64), np.zeros(n, bool))
+    sll2 = link == LINK_SLL2
+    if sll2.any():
+        ifindex = pl.Series(field(cols, "ifindex")).cast(pl.Utf8)
+        iface = pl.select(pl.when(pl.Series(sll2)).then(ifindex).otherwise(iface)).to_series()
+    pkttype = field(cols, "pkttype")
+    link_values, link_index = np.unique(link, return_inverse=True)
+    link_texts = pl.Series([link_name(int(v)) for v in link_values], dtype=pl.Utf8)
+    proto = field(cols, "proto_num")
+    has_proto = (field(cols, "ip_version") >= 0) & (proto >= 0)
+    bits = field(cols, "tcp_flags_bits")
+    tunnel = field(cols, "tunnel")
+    src, dst = _addresses(cols)
+    return [
+        iface.alias("iface"),
+        _pick(_DIRECTION_TEXT, np.clip(pkttype, 0, 255), pkttype >= 0).alias("direction"),
+        _pick(link_texts, link_index, np.ones(n, bool)).alias("link_type"),
+        src.alias("src_ip"),
+        dst.alias("dst_ip"),
+        _pick(_PROTO_TEXT, np.clip(proto, 0, 255), has_proto).alias("proto"),
+        _pick(_FLAG_TEXT, bits & 0xFF, (proto == 6) & (bits >= 0)).alias("tcp_flags"),
+        _pick(_TUNNEL_TEXT, np.clip(tunnel, 0, 2), tunnel > 0).alias("tunnel"),
+    ]

@@ -30,52 +30,72 @@ from pipeline.ingest.pcap_batch import (
 )
 from pipeline.ingest.pcap_dpkt import GENEVE_PORT, MPLS_TYPES, SLL_NETLINK, VLAN_TYPES, VXLAN_PORTS
 
-NET_WINDOW = 40  # IPv6 fixed header (IPv4 uses the first 20 bytes)
-L4_WINDOW = 60  # TCP header with the longest options
-TUNNEL_PORTS = np.array(sorted(VXLAN_PORTS | {GENEVE_PORT}))
-NOT_PLAIN = np.array(sorted(VLAN_TYPES | MPLS_TYPES))
+TUNNEL_PORTS = tuple(sorted(VXLAN_PORTS | {GENEVE_PORT}))
+NOT_PLAIN = tuple(sorted(VLAN_TYPES | MPLS_TYPES))  # tags and labels: the slow path's job
+QINQ_TYPES = tuple(sorted(VLAN_TYPES - {0x8100} | MPLS_TYPES))  # not a single 802.1Q tag
 
 
-IPV4_HEADER = np.dtype(
-    {
-        "names": ["first", "len", "id", "frag", "ttl", "proto", "src", "dst"],
-        "formats": ["u1", ">u2", ">u2", ">u2", "u1", "u1", ">u4", ">u4"],
-        "offsets": [0, 2, 4, 6, 8, 9, 12, 16],
-        "itemsize": NET_WINDOW,
-    }
+OPTIONS_IN_WINDOW = 12  # NOP NOP TIMESTAMP, what Linux puts on every segment after the SYN
+_TCP = (  # TCP header fields; UDP and SCTP share the ports, ICMP type/code are sport's bytes
+    ("sport", ">u2", 0),
+    ("dport", ">u2", 2),
+    ("seq", ">u4", 4),
+    ("ack", ">u4", 8),
+    ("off_flags", ">u2", 12),
+    ("window", ">u2", 14),
 )
-IPV6_HEADER = np.dtype(
-    {
-        "names": ["first", "plen", "proto", "ttl", "src_hi", "src_lo", "dst_hi", "dst_lo"],
-        "formats": ["u1", ">u2", "u1", "u1", ">u8", ">u8", ">u8", ">u8"],
-        "offsets": [0, 4, 6, 7, 8, 16, 24, 32],
-        "itemsize": NET_WINDOW,
-    }
+
+
+def _layout(ip: tuple[tuple[str, str, int], ...], header: int) -> np.dtype:
+    """One fixed window per packet: the IP header, then the transport header and options."""
+    fields = [*ip, *((name, fmt, header + at) for name, fmt, at in _TCP)]
+    return np.dtype(
+        {
+            "names": [f[0] for f in fields],
+            "formats": [f[1] for f in fields],
+            "offsets": [f[2] for f in fields],
+            "itemsize": header + 20 + OPTIONS_IN_WINDOW,
+        }
+    )
+
+
+V4_WINDOW = _layout(
+    (
+        ("first", "u1", 0),
+        ("len", ">u2", 2),
+        ("id", ">u2", 4),
+        ("frag", ">u2", 6),
+        ("ttl", "u1", 8),
+        ("proto", "u1", 9),
+        ("src", ">u4", 12),
+        ("dst", ">u4", 16),
+    ),
+    20,
 )
-L4_HEADER = np.dtype(  # TCP; UDP and SCTP share the ports; ICMP type/code are sport's bytes
-    {
-        "names": ["sport", "dport", "seq", "ack", "off_flags", "window"],
-        "formats": [">u2", ">u2", ">u4", ">u4", ">u2", ">u2"],
-        "offsets": [0, 2, 4, 8, 12, 14],
-        "itemsize": L4_WINDOW,
-    }
+V6_WINDOW = _layout(
+    (
+        ("first", "u1", 0),
+        ("plen", ">u2", 4),
+        ("proto", "u1", 6),
+        ("ttl", "u1", 7),
+        ("src_hi", ">u8", 8),
+        ("src_lo", ">u8", 16),
+        ("dst_hi", ">u8", 24),
+        ("dst_lo", ">u8", 32),
+    ),
+    40,
 )
+
+
+def _any_of(values: np.ndarray, choices: tuple[int, ...]) -> np.ndarray:
+    hit = values == choices[0]
+    for choice in choices[1:]:
+        hit |= values == choice
+    return hit
 
 
 def _be16(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
     return (buf[at].astype(np.int64) << 8) | buf[at + 1]
-
-
-def _col16(m: np.ndarray, c: int) -> np.ndarray:
-    return (m[:, c].astype(np.int64) << 8) | m[:, c + 1]
-
-
-def _col32(m: np.ndarray, c: int) -> np.ndarray:
-    return np.ascontiguousarray(m[:, c : c + 4]).view(">u4")[:, 0].astype(np.int64)
-
-
-def _col64(m: np.ndarray, c: int) -> np.ndarray:
-    return np.ascontiguousarray(m[:, c : c + 8]).view(">u8")[:, 0].astype(np.uint64)
 
 
 class _Link:
@@ -94,7 +114,7 @@ class _Link:
 def _ethertype_version(link: _Link, idx: np.ndarray | slice, etype: np.ndarray) -> np.ndarray:
     link.etype[idx] = etype
     link.version[idx] = np.where(etype == 0x0800, 4, np.where(etype == 0x86DD, 6, 0))
-    return (etype >= 0x0600) & ~np.isin(etype, NOT_PLAIN)
+    return (etype >= 0x0600) & ~_any_of(etype, NOT_PLAIN)
 
 
 def _link_layer(batch: RecordBatch) -> _Link:
@@ -117,7 +137,7 @@ def _link_layer(batch: RecordBatch) -> _Link:
             header = np.where(tagged, 18, 14)
             link.l3[idx] = d + header
             plain = _ethertype_version(link, idx, etype)
-            link.ok[idx] = plain & (cap >= header) & ~np.isin(outer, NOT_PLAIN[NOT_PLAIN != 0x8100])
+            link.ok[idx] = plain & (cap >= header) & ~_any_of(outer, QINQ_TYPES)
         elif link_type in (LINK_SLL, LINK_SLL2):
             sll2 = link_type == LINK_SLL2
             etype = _be16(buf, d + (0 if sll2 else 14))
@@ -157,17 +177,19 @@ def decode(batch: RecordBatch) -> tuple[pcap_columns.Cols, np.ndarray]:
 
 
 def _link_cols(batch: RecordBatch, link: _Link, idx: np.ndarray) -> pcap_columns.Cols:
-    cols = pcap_columns.empty(idx.shape[0])
-    cols["packet"] = idx
-    cols["depth"][:] = 0
-    cols["link"] = batch.link_type[idx].astype(np.int64)
-    cols["frame_len"] = batch.wire_len[idx]
-    cols["caplen"] = batch.caplen[idx]
-    cols["is_truncated"][:] = 0
-    cols["eth_type"] = np.where(link.version[idx] >= 0, link.etype[idx], -1)
-    cols["vlan"] = link.vlan[idx]
-    cols["pkttype"] = link.pkttype[idx]
-    cols["ifindex"] = link.ifindex[idx]
+    zeros = np.zeros(idx.shape[0], np.int64)
+    cols = {
+        "packet": idx,
+        "depth": zeros,
+        "is_truncated": zeros,
+        "link": batch.link_type[idx].astype(np.int64),
+        "frame_len": batch.wire_len[idx],
+        "caplen": batch.caplen[idx],
+        "eth_type": link.etype[idx],
+    }
+    for name, values in (("vlan", link.vlan), ("pkttype", link.pkttype), ("ifindex", link.ifindex)):
+        if (values[idx] >= 0).any():
+            cols[name] = values[idx]
     return cols
 
 
@@ -196,72 +218,89 @@ def _family(
 ) -> tuple[pcap_columns.Cols, np.ndarray]:
     """Decode the IPv4 (or IPv6) packets `idx`; their columns and which of `idx` were covered."""
     v4 = family == 4
+    header = 20 if v4 else 40
+    layout = V4_WINDOW if v4 else V6_WINDOW
     l3 = link.l3[idx]
-    net = np.lib.stride_tricks.sliding_window_view(batch.buf, NET_WINDOW)[l3]
-    hdr = net.view(IPV4_HEADER if v4 else IPV6_HEADER)[:, 0]
-    first = hdr["first"]
+    window = np.lib.stride_tricks.sliding_window_view(batch.buf, layout.itemsize)[l3]
+    pkt = window.view(layout)[:, 0]
     if v4:
-        ip_len = hdr["len"].astype(np.int64)
-        frag = hdr["frag"]
-        ok = (first == 0x45) & ((frag & 0x3FFF) == 0) & (ip_len >= 20)
-        header = 20
+        ip_len = pkt["len"].astype(np.int64)
+        ok = (pkt["first"] == 0x45) & ((pkt["frag"] & 0x3FFF) == 0) & (ip_len >= 20)
     else:
-        ip_len = hdr["plen"].astype(np.int64) + 40
-        ok = ((first >> 4) == 6) & (ip_len > 40)
-        header = 40
-    proto = hdr["proto"].astype(np.int64)
+        ip_len = pkt["plen"].astype(np.int64) + 40
+        ok = ((pkt["first"] >> 4) == 6) & (ip_len > 40)
+    proto = pkt["proto"].astype(np.int64)
     avail = ip_len - header
     ok &= (l3 - batch.data_off[idx]) + ip_len <= batch.caplen[idx]
-    tcp, udp, icmp = proto == 6, proto == 17, proto == (1 if v4 else 58)
-    ok &= tcp | udp | icmp
-    keep = np.flatnonzero(ok)
-    idx, hdr, tcp, udp, icmp = idx[keep], hdr[keep], tcp[keep], udp[keep], icmp[keep]
-    avail, proto = avail[keep], proto[keep]
-    seg_bytes = np.lib.stride_tricks.sliding_window_view(batch.buf, L4_WINDOW)[l3[keep] + header]
-    seg = seg_bytes.view(L4_HEADER)[:, 0]
-    off_flags = seg["off_flags"].astype(np.int64)
+    tcp, udp = proto == 6, proto == 17
+    icmp = proto == (1 if v4 else 58)
+    off_flags = pkt["off_flags"].astype(np.int64)
     doff = (off_flags >> 12) * 4
-    sport, dport = seg["sport"].astype(np.int64), seg["dport"].astype(np.int64)
-    fine = np.where(tcp, (doff >= 20) & (doff <= avail), avail >= 8)
-    fine &= ~(udp & np.isin(dport, TUNNEL_PORTS))
-    if not fine.all():
-        sub = np.flatnonzero(fine)
-        keep, idx, hdr, seg, seg_bytes = keep[sub], idx[sub], hdr[sub], seg[sub], seg_bytes[sub]
-        tcp, udp, icmp, avail, proto = tcp[sub], udp[sub], icmp[sub], avail[sub], proto[sub]
-        off_flags, doff, sport, dport = off_flags[sub], doff[sub], sport[sub], dport[sub]
+    dport = pkt["dport"].astype(np.int64)
+    ok &= np.where(tcp, (doff >= 20) & (doff <= avail), (udp | icmp) & (avail >= 8))
+    ok &= ~(udp & _any_of(dport, TUNNEL_PORTS))
+    keep = np.flatnonzero(ok)
+    if keep.shape[0] < idx.shape[0]:
+        idx, l3, window, pkt = idx[keep], l3[keep], window[keep], pkt[keep]
+        tcp, udp, icmp, avail, proto = tcp[keep], udp[keep], icmp[keep], avail[keep], proto[keep]
+        off_flags, doff, dport = off_flags[keep], doff[keep], dport[keep]
     cols = _link_cols(batch, link, idx)
     n = idx.shape[0]
+    zeros = np.zeros(n, np.int64)
     cols["ip_version"] = np.full(n, family, np.int64)
     cols["proto_num"] = proto
-    cols["ttl"] = hdr["ttl"].astype(np.int64)
+    cols["ttl"] = pkt["ttl"].astype(np.int64)
     cols["ip_len"] = avail + header
-    cols["is_fragment"] = np.zeros(n, np.int64)
+    cols["is_fragment"] = zeros
     if v4:
-        cols["ip_id"] = hdr["id"].astype(np.int64)
-        cols["frag_offset"] = np.zeros(n, np.int64)
-        cols["src_lo"] = hdr["src"].astype(np.uint64)
-        cols["dst_lo"] = hdr["dst"].astype(np.uint64)
+        cols["ip_id"] = pkt["id"].astype(np.int64)
+        cols["frag_offset"] = zeros
+        cols["src_lo"] = pkt["src"].astype(np.uint64)
+        cols["dst_lo"] = pkt["dst"].astype(np.uint64)
     else:
         for side in ("src", "dst"):
-            cols[f"{side}_hi"] = hdr[f"{side}_hi"].astype(np.uint64)
-            cols[f"{side}_lo"] = hdr[f"{side}_lo"].astype(np.uint64)
+            cols[f"{side}_hi"] = pkt[f"{side}_hi"].astype(np.uint64)
+            cols[f"{side}_lo"] = pkt[f"{side}_lo"].astype(np.uint64)
     cols["src_v"] = cols["dst_v"] = np.full(n, family, np.int64)
     cols["payload_len"] = avail - np.where(tcp, doff, 8)
+    sport = pkt["sport"].astype(np.int64)
     ported = tcp | udp
-    cols["src_port"] = np.where(ported, sport, -1)
-    cols["dst_port"] = np.where(ported, dport, -1)
-    cols["icmp_type"] = np.where(icmp, sport >> 8, -1)
-    cols["icmp_code"] = np.where(icmp, sport & 0xFF, -1)
+    if ported.any():
+        cols["src_port"] = np.where(ported, sport, -1)
+        cols["dst_port"] = np.where(ported, dport, -1)
+    if icmp.any():
+        cols["icmp_type"] = np.where(icmp, sport >> 8, -1)
+        cols["icmp_code"] = np.where(icmp, sport & 0xFF, -1)
     if tcp.any():
-        cols["seq"] = np.where(tcp, seg["seq"].astype(np.int64), -1)
-        cols["ack"] = np.where(tcp, seg["ack"].astype(np.int64), -1)
+        cols["seq"] = np.where(tcp, pkt["seq"].astype(np.int64), -1)
+        cols["ack"] = np.where(tcp, pkt["ack"].astype(np.int64), -1)
         cols["tcp_flags_bits"] = np.where(tcp, off_flags & 0x0FFF, -1)
-        cols["window"] = np.where(tcp, seg["window"].astype(np.int64), -1)
-        rows = np.flatnonzero(tcp & (doff > 20))
-        if rows.shape[0]:
-            opts = np.ascontiguousarray(seg_bytes[rows, 20:])
-            cols["tsval"][rows], cols["tsecr"][rows] = _timestamps(opts, doff[rows] - 20)
+        cols["window"] = np.where(tcp, pkt["window"].astype(np.int64), -1)
+        _options(cols, batch, window, l3 + header, tcp, doff, header)
     return cols, keep
+
+
+def _options(
+    cols: pcap_columns.Cols,
+    batch: RecordBatch,
+    window: np.ndarray,
+    l4: np.ndarray,
+    tcp: np.ndarray,
+    doff: np.ndarray,
+    header: int,
+) -> None:
+    """TCP timestamps: from the window when the options fit in it, else from a second gather."""
+    in_window = window.shape[1] - header - 20
+    cols["tsval"] = np.full(tcp.shape[0], -1, np.int64)
+    cols["tsecr"] = np.full(tcp.shape[0], -1, np.int64)
+    short = np.flatnonzero(tcp & (doff > 20) & (doff - 20 <= in_window))
+    if short.shape[0]:
+        opts = np.ascontiguousarray(window[short, header + 20 :])
+        cols["tsval"][short], cols["tsecr"][short] = _timestamps(opts, doff[short] - 20)
+    long = np.flatnonzero(tcp & (doff - 20 > in_window))
+    if long.shape[0]:
+        opts = np.lib.stride_tricks.sliding_window_view(batch.buf, 40)[l4[long] + 20]
+        cols["tsval"][long], cols["tsecr"][long] = _timestamps(opts, doff[long] - 20)
 
 
 def _timestamps(opts: np.ndarray, optlen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -285,7 +324,8 @@ def _timestamps(opts: np.ndarray, optlen: np.ndarray) -> tuple[np.ndarray, np.nd
         live, pos, ol = live[inside], pos[inside], ol[inside]
         byte = base[live] + pos
         kind = flat[byte]
-        length = np.maximum(2, flat[np.minimum(byte + 1, base[live] + 39)]).astype(np.int64)
+        last = base[live] + opts.shape[1] - 1
+        length = np.maximum(2, flat[np.minimum(byte + 1, last)]).astype(np.int64)
         go_on = (kind != 0) & ((kind == 1) | (pos + 1 < ol))
         found = go_on & (kind == 8) & (length == 10) & (pos + 10 <= ol)
         at[live[found]] = pos[found] + 2
