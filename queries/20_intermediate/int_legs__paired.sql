@@ -34,17 +34,16 @@ candidates as (
             b.orig_h = a.orig_h and b.orig_p = a.orig_p
             and b.resp_h = a.resp_h and b.resp_p = a.resp_p
         )
-        -- why: the pre-NAT tuple is the one the translating node saw first (it captures the
-        -- packet on the way in, before nat PREROUTING, and again on the way out); at equal
-        -- times the forwarded copy has the lower TTL; equal both ways, both orders stay
-        -- candidates and the pairing is reported ambiguous
-        and (
-            b.first_ns > a.first_ns
-            or (b.first_ns = a.first_ns and b.first_ttl <= a.first_ttl)
-        )
+        -- why: the pre-NAT tuple is the one the translating node saw first: it captures the
+        -- packet on the way in, before nat PREROUTING, and the post-NAT copy on the way out,
+        -- after routing lowered its TTL. Two legs with the same TTL are not the two sides of
+        -- one forwarding node (e.g. two connections reaching a backend's node).
+        and b.first_ns >= a.first_ns
+        and b.first_ttl < a.first_ttl
         -- why: forwarding takes microseconds; 5 s lets a SYN lost between the two capture
         -- points be replaced by its retransmission (same ISN), 1 s is plenty for one packet
-        and b.first_ns <= a.first_ns + case when a.has_syn and b.has_syn then 5000000000 else 1000000000 end
+        and b.first_ns
+            <= a.first_ns + case when a.has_syn and b.has_syn then 5000000000 else 1000000000 end
     where
         -- why: NAT rewrites addresses and ports, never TCP sequence numbers: the SYN's ISN
         -- (32 random bits) names the connection on both sides
