@@ -8,7 +8,8 @@ pcap_fast (numpy), which hands the packets it does not cover to pcap_dpkt one by
 Records: every packet record is a record. A record cut off by the end of the file, or a damaged
 record header (reading stops there), is a rejected record with its byte offset, and `line` set to
 the frame number the record would have had. Inner packets of tunnels are extra rows of their
-frame, not extra records.
+frame, not extra records. A frame whose contents are malformed is still a parsed record: a row
+with the fields that could be read (Wireshark's "[Malformed Packet]" frames are frames too).
 """
 
 from __future__ import annotations

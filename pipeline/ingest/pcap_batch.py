@@ -18,7 +18,10 @@ PAD_BYTES = 256
 """Zero bytes after the data of every chunk buffer: fixed-size header windows never run off it."""
 
 CHUNK_BYTES = 4 * 1024 * 1024
-"""Bytes read per chunk (records are never split: a partial record is carried to the next)."""
+"""Bytes read per chunk (records are never split: a partial record is carried to the next).
+
+About 35,000 short packets: large enough that per-call overheads vanish, small enough that the
+column temporaries of a chunk stay cheap (measured: 2-8 MiB are equally fast, 32 MiB slower)."""
 
 MAX_CAPLEN = 16 * 1024 * 1024
 """Largest captured length accepted in a record header; larger means the header is damaged."""

@@ -3,9 +3,11 @@
 One Python call per packet, for the packets the vectorised path (pcap_fast) does not take, and as
 the reference it is tested against. IPv4, TCP, UDP, ICMP, ICMPv6 and SCTP headers are unpacked
 with dpkt; link layers, VLAN/MPLS stacks and IPv6 extension headers are walked here. A frame cut
-by the snaplen keeps every field whose bytes were captured (as Wireshark shows them): headers
-are decoded from the captured bytes padded with zeros, then each field whose bytes lie beyond the
-captured length is set to null.
+by the snaplen keeps the fields Wireshark shows for it: headers are unpacked from the captured
+bytes padded with zeros, and a field is kept only when its bytes were captured. Wireshark's
+grouping is followed: both ports need 4 bytes; the rest of the TCP header (sequence number to
+window) appears only when all 16 bytes were captured, and with a data offset below 5 only the
+sequence number and segment length do.
 """
 
 from __future__ import annotations

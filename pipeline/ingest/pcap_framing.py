@@ -1,12 +1,15 @@
 """Classic pcap files: the file header and the record boundaries, chunk by chunk.
 
 Record boundaries are a chain (each header gives the length of its record), so finding them is
-sequential. Instead of one Python step per record, every chunk is searched in bulk for bytes that
-can start a record header (the top byte of the seconds field is the same for records less than
-~194 days apart), each candidate's successor is computed with array operations, and the chain is
-followed through runs of consecutive candidates; Python only steps over the few false candidates
-inside packet data and over chunk ends. The chain starts at a known record and only ever moves by
-a record's own length, so a false candidate can make it slower, never wrong.
+sequential. Instead of one Python step per record, every chunk is searched in bulk for positions
+that can start a record header: the top byte of the seconds field equals the current record's
+(one byte compare over the chunk), then per candidate the next byte is within one step of it (so
+~18 hours of capture), the top bytes of both lengths are 0 and the fraction's top byte is in
+range. Each candidate's successor is computed with array operations and the chain is followed
+through runs of consecutive candidates; Python only steps over the rare false candidates inside
+packet data and over chunk ends (and restarts the search where the seconds change). The chain
+starts at a known record and only ever moves by a record's own length, so a false candidate can
+make it slower, never wrong; every header on the chain is then checked like any reader would.
 """
 
 from __future__ import annotations

@@ -45,6 +45,21 @@ def test_any_bytes_after_a_pcap_header(link: int, order: str, nanos: bool, rest:
     _read(_pcap_header(link, order, nanos) + rest)
 
 
+def _pcapng_start(link: int, order: str) -> bytes:
+    def block(btype: int, body: bytes) -> bytes:
+        size = 12 + len(body)
+        return struct.pack(order + "II", btype, size) + body + struct.pack(order + "I", size)
+
+    shb = block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    return shb + block(1, struct.pack(order + "HHI", link, 0, 0))
+
+
+@SETTINGS
+@given(st.sampled_from(LINK_TYPES), st.sampled_from("<>"), st.binary(max_size=600))
+def test_any_bytes_after_a_pcapng_header(link: int, order: str, rest: bytes) -> None:
+    _read(_pcapng_start(link, order) + rest)
+
+
 def _record(link_payload: bytes, order: str = "<") -> bytes:
     n = len(link_payload)
     return struct.pack(order + "IIII", 1_700_000_000, 5, n, n) + link_payload
