@@ -111,6 +111,12 @@ def read_view_files() -> list[ViewFile]:
 def apply_views(con: duckdb.DuckDBPyConnection) -> list[ViewFile]:
     """Create or replace one view per SQL file; retry in dependency order; comment each view."""
     views = read_view_files()
+    # why: an existing database may hold views from an older version; a new view that reads an
+    # old one with fewer columns would not bind, so every view is dropped and created again
+    for (name,) in con.execute(
+        "select view_name from duckdb_views() where not internal and schema_name = 'main'"
+    ).fetchall():
+        con.execute(f'drop view if exists "{name}"')
     pending = views
     failures: dict[str, str] = {}
     while pending:

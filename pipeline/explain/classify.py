@@ -44,7 +44,9 @@ def classify(
     if snat_ip == client_ip:
         return SnatClass("none", "the backend saw the client's own address: no SNAT")
     local = facts.node_local.get(bundle_node, {})
-    for cidr, source in sorted(facts.pod_cidrs.items(), key=lambda kv: (-kv[0].prefixlen, str(kv[0]))):
+    for cidr, source in sorted(
+        facts.pod_cidrs.items(), key=lambda kv: (-kv[0].prefixlen, str(kv[0]))
+    ):
         if snat_ip.version == cidr.version and snat_ip in cidr:
             where = f"; {local[snat_ip]}" if snat_ip in local else ""
             return SnatClass(
