@@ -140,3 +140,12 @@ def test_views_lists_every_answer_view_with_its_question() -> None:
         "backend_distribution",
     ):
         assert listed[name].endswith("?"), name
+
+
+def test_strict_exits_1_when_records_were_rejected(tmp_path: Path) -> None:
+    # the seed bundle keeps the author's `...` elisions: rejected records, located
+    result = runner.invoke(
+        app, ["analyze", str(SEED), "--db", str(tmp_path / "n.duckdb"), "--strict"]
+    )
+    assert result.exit_code == ExitCode.RECORD_ERRORS
+    assert "ipvsadm-Ln.txt:16: error:" in result.stderr
