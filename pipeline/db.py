@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -139,3 +140,12 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[ViewFile]:
             raise QueryError(str(first.path), failures[first.name].splitlines()[0])
         pending = still
     return views
+
+
+def fetch_dicts(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run a query and return its rows as dicts keyed by column name."""
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from pipeline.db import CHECK_PREFIX, read_view_files
+from pipeline.db import CHECK_PREFIX, fetch_dicts, read_view_files
 from pipeline.diagrams import connection_sequence, distribution_chart
 from pipeline.output import QueryResult, markdown_table, md_escape, run_query
 from pipeline.resources import templates_dir
@@ -182,14 +182,9 @@ CHART_QUERY = """
     order by bundle_id, proto, dialed_ip, dialed_port, backend_ip, backend_port"""
 
 
-def _dicts(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    result = run_query(con, sql)
-    return [dict(zip(result.columns, row, strict=True)) for row in result.rows]
-
-
 def why_groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Per dialed service and SNAT class: one example connection, its trail and reason."""
-    groups = _dicts(con, WHY_QUERY)
+    groups = fetch_dicts(con, WHY_QUERY)
     drawn: set[str] = set()
     for group in groups:
         group["diagram"] = None
@@ -200,7 +195,7 @@ def why_groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def distribution_groups(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    rows = _dicts(con, CHART_QUERY)
+    rows = fetch_dicts(con, CHART_QUERY)
     services: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in rows:
         key = (row["bundle_id"], row["proto"], row["dialed_ip"], row["dialed_port"])

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 
+from pipeline.db import fetch_dicts
 from pipeline.explain.netstate import Address, IPAddress, NodeNetState, Route
 from pipeline.explain.ruleset import IpSet, MatchOption, Rule, Ruleset
 
@@ -33,12 +34,6 @@ def _ip(text: Any) -> IPAddress | None:
         return None
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql)
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def load_node_inputs(con: duckdb.DuckDBPyConnection) -> dict[NodeKey, NodeInputs]:
     nodes: dict[NodeKey, NodeInputs] = {}
 
@@ -52,7 +47,7 @@ def load_node_inputs(con: duckdb.DuckDBPyConnection) -> dict[NodeKey, NodeInputs
     _load_ipsets(con, node)
     _load_addresses(con, node)
     _load_routes(con, node)
-    for row in _rows(
+    for row in fetch_dicts(
         con,
         "select bundle_id, node, proto, vip, vport from stg_ipvs__services where vport is not null",
     ):
@@ -65,7 +60,7 @@ def load_node_inputs(con: duckdb.DuckDBPyConnection) -> dict[NodeKey, NodeInputs
 def _load_rules(con: duckdb.DuckDBPyConnection, node: Any) -> None:
     # why: `iptables -S` fragments do not say their table; a file whose policies name INPUT or
     # FORWARD is a filter listing, anything else without a table is taken as nat (noted)
-    rows = _rows(
+    rows = fetch_dicts(
         con,
         "select r.bundle_id, r.node, r.source_file, r.source_line, r.format, r.table_name, "
         "r.chain, r.rule, r.matches, r.jump_kind, r.target, r.target_args "
@@ -108,7 +103,7 @@ def _load_rules(con: duckdb.DuckDBPyConnection, node: Any) -> None:
                 "only fragments of the nat table (iptables -S | grep ...): rule numbers are "
                 "positions among the rules seen, the table is assumed to be nat"
             )
-    for row in _rows(
+    for row in fetch_dicts(
         con,
         "select bundle_id, node, chain, policy from stg_iptables__chains "
         "where coalesce(table_name, 'nat') = 'nat' and policy is not null",
@@ -159,11 +154,11 @@ def _rule(row: dict[str, Any], num: int) -> Rule:
 def _load_ipsets(con: duckdb.DuckDBPyConnection, node: Any) -> None:
     types = {
         (r["bundle_id"], r["node"], r["set_name"]): r["set_type"]
-        for r in _rows(con, "select bundle_id, node, set_name, set_type from stg_ipset__sets")
+        for r in fetch_dicts(con, "select bundle_id, node, set_name, set_type from stg_ipset__sets")
     }
     for (bundle_id, name, set_name), set_type in types.items():
         node(bundle_id, name).ruleset.ipsets[set_name] = IpSet(set_name, set_type or "")
-    for row in _rows(
+    for row in fetch_dicts(
         con,
         "select bundle_id, node, set_name, member, extra from stg_ipset__members "
         "order by bundle_id, node, source_file, source_line",
@@ -176,7 +171,7 @@ def _load_ipsets(con: duckdb.DuckDBPyConnection, node: Any) -> None:
 
 
 def _load_addresses(con: duckdb.DuckDBPyConnection, node: Any) -> None:
-    for row in _rows(
+    for row in fetch_dicts(
         con,
         "select distinct bundle_id, node, ifindex, ifname, local, prefixlen, scope, "
         "is_secondary, source_file, source_line from stg_host__addrs "
@@ -200,7 +195,7 @@ def _load_addresses(con: duckdb.DuckDBPyConnection, node: Any) -> None:
 
 
 def _load_routes(con: duckdb.DuckDBPyConnection, node: Any) -> None:
-    for row in _rows(
+    for row in fetch_dicts(
         con,
         "select bundle_id, node, table_name, route_type, dst, gateway, dev, prefsrc, metric, "
         "source_file, source_line from stg_host__routes "

@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from pipeline.db import fetch_dicts
 from pipeline.explain.classify import ClusterFacts, parse_ip
 from pipeline.explain.decide import Translation, explain
 from pipeline.explain.inputs import NodeInputs, load_node_inputs
@@ -21,17 +22,11 @@ from pipeline.schemas import (
 )
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql)
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 def cluster_facts(
     con: duckdb.DuckDBPyConnection, nodes: dict[tuple[str, str], NodeInputs]
 ) -> ClusterFacts:
     facts = ClusterFacts()
-    for row in _rows(
+    for row in fetch_dicts(
         con,
         "select distinct node_name, address_type, address, pod_cidr "
         "from stg_k8s__nodes order by all",
@@ -78,7 +73,7 @@ def cluster_facts(
 
 
 def _translations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    return _rows(
+    return fetch_dicts(
         con,
         "select bundle_id, node, proto, client_ip, client_port, dialed_ip, dialed_port, "
         "backend_ip, backend_port, snat_ip, snat_port, nat_kind, source_file, source_line "

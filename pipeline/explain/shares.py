@@ -15,16 +15,12 @@ from typing import Any
 import duckdb
 from scipy.stats import chisquare
 
+from pipeline.db import fetch_dicts
+
 ServiceKey = tuple[str, str, str, str, int]  # bundle, node, proto, dialed_ip, dialed_port
 SIGNIFICANCE = 0.05
 WEIGHTED = {"wrr"}
 EQUAL = {"rr"}
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql)
-    names = [d[0] for d in cursor.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _split(target: str) -> tuple[str, int | None]:
@@ -108,13 +104,13 @@ def expected_rows(
 def _ipvs_promises(
     con: duckdb.DuckDBPyConnection,
 ) -> dict[ServiceKey, tuple[str, list[tuple[str, int, int]]]]:
-    services = _rows(
+    services = fetch_dicts(
         con,
         "select bundle_id, node, proto, vip, vport, scheduler, source_file, source_line "
         "from stg_ipvs__services where format in ('list', 'save', 'proc') and vport is not null "
         "order by bundle_id, node, source_file, source_line",
     )
-    backends = _rows(
+    backends = fetch_dicts(
         con,
         "select bundle_id, node, source_file, service_line, backend_ip, backend_port, weight "
         "from stg_ipvs__backends where format in ('list', 'save', 'proc') "
@@ -139,7 +135,7 @@ def _ipvs_promises(
 def fit_tests(
     con: duckdb.DuckDBPyConnection, expected: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    observed = _rows(
+    observed = fetch_dicts(
         con,
         "select bundle_id, node, proto, dialed_ip, dialed_port, backend_ip, backend_port, "
         "connections from int_nat_translations__counted_by_backend order by all",
