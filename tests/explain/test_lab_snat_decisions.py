@@ -57,6 +57,12 @@ def check_bundle(bundle: Path, con: duckdb.DuckDBPyConnection) -> None:
         (d["node"], d["client_ip"], d["client_port"], d["dialed_ip"], d["dialed_port"]): d
         for d in decisions
     }
+    # -L, -o extended and -E of one node describe each connection once: still one row
+    assert len(by_key) == len(decisions)
+    evidence = {
+        r[0] for r in con.execute("select distinct evidence from nat_translations").fetchall()
+    }
+    assert evidence == {"default,event,extended"}, evidence
     with (bundle / "ground_truth.csv").open() as handle:
         truth = list(csv.DictReader(handle))
     assert truth
