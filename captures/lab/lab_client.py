@@ -2,8 +2,8 @@
 
 Run inside a client's network namespace. TCP requests look like ``curl -s ip:port`` (one
 connection per request, the client closes first); UDP requests are one datagram and one reply
-per fresh socket. Each line has the client's own ip:port (``getsockname``), wall-clock start
-and end, and the response body (or an error).
+per fresh socket, never reusing a source port within one run. Each line has the client's own
+ip:port (``getsockname``), wall-clock start and end, and the response body (or an error).
 """
 
 from __future__ import annotations
@@ -44,10 +44,32 @@ def http_get(ip: str, port: int) -> tuple[tuple[str, int], str]:
     return (local[0], local[1]), body.decode("latin-1")
 
 
-def udp_echo(ip: str, port: int, seq: int) -> tuple[tuple[str, int], str]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def _fresh_udp_socket(ip: str, port: int, used_ports: set[int]) -> socket.socket:
+    """A connected UDP socket whose source port no earlier request of this run had.
+
+    The kernel may hand out a port again; the request would then share the earlier
+    request's conntrack entry (and backend), and the ground truth would no longer be one
+    connection per request. Sockets that got a used port stay open until a fresh one is
+    found, so the kernel cannot offer the same port twice.
+    """
+    held: list[socket.socket] = []
+    try:
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.connect((ip, port))
+            local_port = sock.getsockname()[1]
+            if local_port not in used_ports:
+                used_ports.add(local_port)
+                return sock
+            held.append(sock)
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def udp_echo(ip: str, port: int, seq: int, used_ports: set[int]) -> tuple[tuple[str, int], str]:
+    with _fresh_udp_socket(ip, port, used_ports) as sock:
         sock.settimeout(TIMEOUT_S)
-        sock.connect((ip, port))
         local = sock.getsockname()
         sock.send(f"natlens-lab udp request {seq}\n".encode())
         data = sock.recv(65535)
@@ -63,6 +85,7 @@ def main() -> int:
     parser.add_argument("--gap-ms", type=int, default=20)
     args = parser.parse_args()
     failures = 0
+    used_udp_ports: set[int] = set()
     for seq in range(1, args.count + 1):
         start = time.time()
         record: dict[str, object] = {"seq": seq, "ts_start": start}
@@ -70,7 +93,7 @@ def main() -> int:
             if args.proto == "tcp":
                 local, body = http_get(args.ip, args.port)
             else:
-                local, body = udp_echo(args.ip, args.port, seq)
+                local, body = udp_echo(args.ip, args.port, seq, used_udp_ports)
             record.update(client_ip=local[0], client_port=local[1], body=body, error=None)
         except OSError as exc:
             failures += 1
