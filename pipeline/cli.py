@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline import __version__
 from pipeline.bundle import discover
-from pipeline.db import connect, read_view_files
+from pipeline.db import QUERY_LAYERS, connect, read_view_files, refresh_materialized
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.loader import FileOutcome, load_file
@@ -26,9 +27,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-DbOption = Annotated[
-    Path, typer.Option("--db", help="DuckDB file to load into / read from.")
-]
+DbOption = Annotated[Path, typer.Option("--db", help="DuckDB file to load into / read from.")]
 DEFAULT_DB = Path("natlens.duckdb")
 
 
@@ -92,6 +91,8 @@ def analyze(
             outcomes.append(load_file(con, f))
             progress.advance(task)
     recompute(con)
+    with err.status("building flows and connections") if not quiet else nullcontext():
+        refresh_materialized(con)
     for outcome in outcomes:
         _print_outcome(outcome, quiet)
         if outcome.status == "failed":
@@ -126,9 +127,7 @@ def _print_outcome(outcome: FileOutcome, quiet: bool) -> None:
     shown = len(outcome.first_errors)
     total = outcome.records_rejected + outcome.warnings
     if total > shown:
-        err.print(
-            f"{f.display}: note: {total - shown} more in ingest_errors", markup=False
-        )
+        err.print(f"{f.display}: note: {total - shown} more in ingest_errors", markup=False)
     if quiet:
         return
     if outcome.status in ("skipped", "unchanged"):
@@ -205,9 +204,13 @@ def sql(
 
 @app.command()
 def views() -> None:
-    """List every view with the one-line question it answers (from the SQL file headers)."""
-    for view in read_view_files():
-        typer.echo(f"{view.name}\t{view.layer}\t{view.question}")
+    """List every view with the one-line question it answers (from the SQL file headers).
+
+    Columns: name, layer, `view` or `table` (materialised by analyze), question.
+    """
+    for view in sorted(read_view_files(), key=lambda v: (QUERY_LAYERS.index(v.layer), v.name)):
+        kind = "table" if view.materialized else "view"
+        typer.echo(f"{view.name}\t{view.layer}\t{kind}\t{view.question}")
 
 
 @app.command()

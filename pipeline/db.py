@@ -1,7 +1,15 @@
-"""The DuckDB store: connect, create the raw tables from schemas.py, apply queries/ as views."""
+"""The DuckDB store: connect, create the raw tables from schemas.py, apply queries/ as views.
+
+A query file whose header says ``-- materialized: true`` is heavy (flows, connections): its SQL
+becomes the view ``<name>__live`` and ``<name>`` is a table holding its result, rebuilt by
+``refresh_materialized`` at the end of every ``analyze`` that changed the data, and whenever
+the query text changed since the table was built (a newer natlens on an older database).
+Everything downstream reads the table, so a report or an ad-hoc query never recomputes them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +23,9 @@ from pipeline.schemas import ALL_TABLES, TableSchema
 
 QUERY_LAYERS = ("10_staging", "20_intermediate", "30_answers", "checks")
 CHECK_PREFIX = "check_"
-_HEADER_KEY = re.compile(r"^--\s*(question|grain|inputs)\s*:\s*(.*)$")
+_HEADER_KEY = re.compile(r"^--\s*(question|grain|inputs|materialized)\s*:\s*(.*)$")
+LIVE_SUFFIX = "__live"
+MATERIALIZED_LOG = "natlens_materialized"
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,16 @@ class ViewFile:
     grain: str
     inputs: str
     body: str
+    materialized: bool = False
+
+    @property
+    def relation(self) -> str:
+        """The name the SQL's result is created under: a view, or `<name>__live` beside a table."""
+        return self.name + LIVE_SUFFIX if self.materialized else self.name
+
+    @property
+    def body_sha256(self) -> str:
+        return hashlib.sha256(self.body.encode()).hexdigest()
 
 
 def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
@@ -38,6 +58,10 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     except duckdb.Error as exc:
         raise QueryError(str(path), f"cannot open DuckDB file: {exc}") from exc
     con.execute("SET TimeZone = 'UTC'")
+    # why: views hide row counts from the planner, which then estimates a handful of rows and
+    # picks a nested-loop ASOF join: minutes instead of seconds on a million packets
+    con.execute("SET asof_loop_join_threshold = 0")
+    con.execute("SET enable_progress_bar = false")
     ensure_tables(con)
     apply_views(con)
     return con
@@ -64,12 +88,11 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             if (schema.name, column_name) not in existing:
                 empty = schema.empty().select(column_name).to_arrow()
                 con.register("_natlens_col", empty)
-                dtype = con.execute(
-                    "select data_type from (describe select * from _natlens_col)"
-                ).fetchone()
+                [(dtype,)] = con.execute(
+                    "select column_type from (describe select * from _natlens_col)"
+                ).fetchall()
                 con.unregister("_natlens_col")
-                assert dtype is not None
-                con.execute(f'alter table {schema.name} add column "{column_name}" {dtype[0]}')
+                con.execute(f'alter table {schema.name} add column "{column_name}" {dtype}')
 
 
 def _create_table(con: duckdb.DuckDBPyConnection, schema: TableSchema) -> None:
@@ -104,13 +127,46 @@ def read_view_files() -> list[ViewFile]:
                     grain=header.get("grain", ""),
                     inputs=header.get("inputs", ""),
                     body=body,
+                    materialized=header.get("materialized", "").lower() == "true",
                 )
             )
-    return files
+    return _dependency_order(files)
+
+
+def _dependency_order(files: list[ViewFile]) -> list[ViewFile]:
+    """The files ordered so that every view comes after the views and tables its SQL names."""
+    names = {f.name for f in files}
+    # why: only what follows FROM or JOIN is a relation; column and CTE names may repeat a
+    # view's name (a column called `flows`) without being a dependency, and a CTE of the same
+    # name (`with connections as (...)`) shadows the view
+    relation = re.compile(r"\b(?:from|join)\s+([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
+    cte = re.compile(r"\b([a-z_][a-z0-9_]*)\s+as\s+(?:not\s+)?(?:materialized\s+)?\(", re.I)
+    needs: dict[str, set[str]] = {}
+    for f in files:
+        sql = _without_comments(f.body)
+        needs[f.name] = (set(relation.findall(sql)) & names) - set(cte.findall(sql)) - {f.name}
+    ordered: list[ViewFile] = []
+    done: set[str] = set()
+    pending = list(files)
+    while pending:
+        ready = [f for f in pending if needs[f.name] <= done]
+        if not ready:
+            raise QueryError(str(pending[0].path), "views depend on each other in a cycle")
+        ordered += ready
+        done |= {f.name for f in ready}
+        pending = [f for f in pending if f.name not in done]
+    return ordered
+
+
+def _without_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
 
 
 def apply_views(con: duckdb.DuckDBPyConnection) -> list[ViewFile]:
-    """Create or replace one view per SQL file; retry in dependency order; comment each view."""
+    """Create or replace one view per SQL file in dependency order; comment each view.
+
+    Materialised results that are missing or were built from other SQL are rebuilt here.
+    """
     views = read_view_files()
     # why: an existing database may hold views from an older version; a new view that reads an
     # old one with fewer columns would not bind, so every view is dropped and created again
@@ -118,28 +174,81 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[ViewFile]:
         "select view_name from duckdb_views() where not internal and schema_name = 'main'"
     ).fetchall():
         con.execute(f'drop view if exists "{name}"')
-    pending = views
-    failures: dict[str, str] = {}
-    while pending:
-        progressed = False
-        still: list[ViewFile] = []
-        for view in pending:
-            try:
-                con.execute(f"create or replace view {view.name} as\n{view.body}")
-            except duckdb.CatalogException as exc:
-                failures[view.name] = str(exc)
-                still.append(view)
-                continue
-            except duckdb.Error as exc:
-                raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc
-            con.execute(f"comment on view {view.name} is {_quote(view.question)}")
-            failures.pop(view.name, None)
-            progressed = True
-        if not progressed:
-            first = still[0]
-            raise QueryError(str(first.path), failures[first.name].splitlines()[0])
-        pending = still
+    con.execute(
+        f"create table if not exists {MATERIALIZED_LOG} "
+        "(name varchar primary key, body_sha256 varchar, data_fingerprint varchar, "
+        "refreshed_at timestamptz)"
+    )
+    built = dict(con.execute(f"select name, body_sha256 from {MATERIALIZED_LOG}").fetchall())
+    tables = {t for (t,) in con.execute("select table_name from duckdb_tables()").fetchall()}
+    rebuilt = False
+    for view in views:
+        if not view.materialized and view.name in built:  # was materialised by an older version
+            con.execute(f"drop table if exists {view.name}")
+            con.execute(f"delete from {MATERIALIZED_LOG} where name = ?", [view.name])
+        try:
+            con.execute(f"create or replace view {view.relation} as\n{view.body}")
+        except duckdb.Error as exc:
+            raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc
+        con.execute(f"comment on view {view.relation} is {_quote(view.question)}")
+        # a table downstream of a rebuilt one may have read its old rows: rebuilt too
+        if view.materialized and (
+            rebuilt or view.name not in tables or built.get(view.name) != view.body_sha256
+        ):
+            _materialize(con, view)
+            rebuilt = True
     return views
+
+
+def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """A hash of raw_ingest_files: it changes whenever a load adds, replaces or drops a file."""
+    row = con.execute(
+        "select md5(coalesce(string_agg(f::varchar, '|' order by f::varchar), '')) "
+        "from raw_ingest_files as f"
+    ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def refresh_materialized(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> list[str]:
+    """Rebuild the materialised tables, upstream first, unless all were built from this data.
+
+    Returns the names rebuilt (none when the data and the SQL are what they were built from).
+    """
+    views = [v for v in read_view_files() if v.materialized]
+    fingerprint = data_fingerprint(con)
+    built = {
+        name: (body, data)
+        for name, body, data in con.execute(
+            f"select name, body_sha256, data_fingerprint from {MATERIALIZED_LOG}"
+        ).fetchall()
+    }
+    if not force and all(built.get(v.name) == (v.body_sha256, fingerprint) for v in views):
+        return []
+    for view in views:
+        _materialize(con, view, fingerprint)
+    return [v.name for v in views]
+
+
+def _materialize(
+    con: duckdb.DuckDBPyConnection, view: ViewFile, fingerprint: str | None = None
+) -> None:
+    fingerprint = fingerprint if fingerprint is not None else data_fingerprint(con)
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create or replace table {view.name} as select * from {view.relation}")
+        con.execute(
+            f"comment on table {view.name} is "
+            f"{_quote(view.question + ' (materialised at the end of analyze)')}"
+        )
+        con.execute(
+            f"insert or replace into {MATERIALIZED_LOG} values (?, ?, ?, now())",
+            [view.name, view.body_sha256, fingerprint],
+        )
+        con.execute("commit")
+    except duckdb.Error as exc:
+        con.execute("rollback")
+        raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc
 
 
 def fetch_dicts(

@@ -129,7 +129,11 @@ def test_report_and_sql_need_an_existing_database(tmp_path: Path) -> None:
 def test_views_lists_every_answer_view_with_its_question() -> None:
     result = runner.invoke(app, ["views"])
     assert result.exit_code == 0
-    listed = {line.split("\t")[0]: line.split("\t")[2] for line in result.stdout.splitlines()}
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    listed = {row[0]: row[3] for row in rows}
+    kinds = {row[0]: row[2] for row in rows}
+    assert kinds["flows"] == kinds["connections"] == "table"
+    assert kinds["nat_translations"] == "view"
     for name in (
         "ingest_files",
         "ingest_errors",

@@ -1,6 +1,7 @@
 -- question: How many packets and bytes did each connection carry each way, counting a packet once however many capture points saw it?
 -- grain: one row per connection and leg (the rows of int_connections__legs), with the connection's packet and byte counts
 -- inputs: int_connections__legs, int_legs__packets
+-- materialized: true
 with legs as materialized (
     select * from int_connections__legs
 ),

@@ -1,6 +1,7 @@
 -- question: Which legs (one 5-tuple of one connection) did each node see, where, and what was the first packet of each?
 -- grain: one row per leg: node, tuple and connection instance (the copies in any.pcap, eth0.pcap and a veth pcap are one leg)
 -- inputs: int_legs__sessionized
+-- materialized: true
 --
 -- The first packet's IP ID, length and TCP sequence numbers are what NAT leaves alone, so they
 -- are kept to recognise the same packet on the other side of the NAT.

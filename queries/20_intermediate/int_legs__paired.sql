@@ -5,8 +5,35 @@
 -- Only the node that translated a connection sees both of its tuples (the way in before NAT,
 -- the way out after it), so candidates are pairs of legs on one node. See docs/connections.md
 -- for which rules are exact and which are heuristics.
-with legs as materialized (
+with legs as (
     select * from int_legs__grouped
+),
+
+-- Each leg offers one key per linking rule it can take part in; candidates come from one
+-- equality (hash) join on those keys, so the work grows with the number of legs, not with the
+-- legs inside a time window. The rules themselves are checked on the columns afterwards.
+keyed as (
+    -- why: NAT rewrites addresses and ports, never TCP sequence numbers: the SYN's ISN
+    -- (32 random bits) names the connection on both sides
+    select *, 'tcp isn' as match_rule, hash(isn) as link_key
+    from legs
+    where has_syn
+    union all
+    -- why: without a SYN on both sides, the first captured packet must be the same packet:
+    -- the same IP ID, length, sequence and acknowledgement numbers and flags
+    select
+        *,
+        'tcp first packet' as match_rule,
+        hash(first_ip_id, first_ip_len, first_seq_no, first_ack_no, first_flags) as link_key
+    from legs
+    where proto = 'tcp' and first_is_from_orig
+    union all
+    -- why: UDP has no sequence numbers; the first datagram keeps its IP ID and length
+    -- through NAT (heuristic: 16 bits of IP ID plus the length inside a 1 s window; IP ID 0
+    -- from DF-flagged sockets makes every same-length datagram a candidate: ambiguous)
+    select *, 'udp ip id+length+time' as match_rule, hash(first_ip_id, first_ip_len) as link_key
+    from legs
+    where proto = 'udp' and first_is_from_orig
 ),
 
 candidates as (
@@ -16,21 +43,20 @@ candidates as (
         a.proto,
         a.leg_id as pre_leg_id,
         b.leg_id as post_leg_id,
-        case
-            when a.has_syn and b.has_syn then 'tcp isn'
-            when a.proto = 'tcp' then 'tcp first packet'
-            else 'udp ip id+length+time'
-        end as match_rule,
+        a.match_rule,
         a.first_ip_id is not distinct from b.first_ip_id as is_ip_id_equal,
         a.reply_ip_id is not distinct from b.reply_ip_id
         and a.reply_ip_len is not distinct from b.reply_ip_len as is_reply_equal,
         b.first_ns - a.first_ns as gap_ns
-    from legs as a
-    inner join legs as b
-        on b.bundle_id = a.bundle_id
+    from keyed as a
+    inner join keyed as b
+        on b.link_key = a.link_key
+        and b.match_rule = a.match_rule
+        and b.bundle_id = a.bundle_id
         and b.node = a.node
         and b.proto = a.proto
-        and not (
+    where
+        not (
             b.orig_h = a.orig_h and b.orig_p = a.orig_p
             and b.resp_h = a.resp_h and b.resp_p = a.resp_p
         )
@@ -43,31 +69,19 @@ candidates as (
         -- why: forwarding takes microseconds; 5 s lets a SYN lost between the two capture
         -- points be replaced by its retransmission (same ISN), 1 s is plenty for one packet
         and b.first_ns
-            <= a.first_ns + case when a.has_syn and b.has_syn then 5000000000 else 1000000000 end
-    where
-        -- why: NAT rewrites addresses and ports, never TCP sequence numbers: the SYN's ISN
-        -- (32 random bits) names the connection on both sides
-        (a.has_syn and b.has_syn and a.isn = b.isn)
-        -- why: without a SYN on both sides, the first captured packet must be the same packet:
-        -- the same IP ID, length, sequence and acknowledgement numbers and flags
-        or (
-            a.proto = 'tcp' and not (a.has_syn and b.has_syn)
-            and a.first_is_from_orig and b.first_is_from_orig
-            and a.first_ip_id = b.first_ip_id
-            and a.first_ip_len = b.first_ip_len
-            and a.first_seq_no = b.first_seq_no
-            and a.first_ack_no = b.first_ack_no
-            and a.first_flags = b.first_flags
-        )
-        -- why: UDP has no sequence numbers; the first datagram keeps its IP ID and length
-        -- through NAT (heuristic: 16 bits of IP ID plus the length inside a 1 s window; IP ID 0
-        -- from DF-flagged sockets makes every same-length datagram a candidate: ambiguous)
-        or (
-            a.proto = 'udp'
-            and a.first_is_from_orig and b.first_is_from_orig
-            and a.first_ip_id = b.first_ip_id
-            and a.first_ip_len = b.first_ip_len
-        )
+            <= a.first_ns + case when a.match_rule = 'tcp isn' then 5000000000 else 1000000000 end
+        -- the keys are hashes: the rule's own fields must be equal
+        and case a.match_rule
+            when 'tcp isn' then a.isn = b.isn
+            when 'tcp first packet' then
+                not (a.has_syn and b.has_syn)
+                and a.first_ip_id = b.first_ip_id
+                and a.first_ip_len = b.first_ip_len
+                and a.first_seq_no = b.first_seq_no
+                and a.first_ack_no = b.first_ack_no
+                and a.first_flags = b.first_flags
+            else a.first_ip_id = b.first_ip_id and a.first_ip_len = b.first_ip_len
+        end
 ),
 
 -- why: tie-breakers between several candidates: the first packet seen on both sides is one
@@ -117,14 +131,21 @@ kept_counts as (
 
 -- a leg that is the post-NAT side of one kept pair and the pre-NAT side of another (three
 -- tuples on one node) is a chain this view does not resolve
+kept_post_legs as (
+    select distinct post_leg_id as leg_id from tie_broken where is_kept
+),
+
+kept_pre_legs as (
+    select distinct pre_leg_id as leg_id from tie_broken where is_kept
+),
+
 chained as (
     select
         k.*,
-        exists (
-            select 1 from tie_broken as t
-            where t.is_kept and (t.post_leg_id = k.pre_leg_id or t.pre_leg_id = k.post_leg_id)
-        ) as is_chained
+        kp.leg_id is not null or kq.leg_id is not null as is_chained
     from kept_counts as k
+    left join kept_post_legs as kp on kp.leg_id = k.pre_leg_id
+    left join kept_pre_legs as kq on kq.leg_id = k.post_leg_id
 ),
 
 pairs as (

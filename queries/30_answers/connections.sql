@@ -1,6 +1,7 @@
 -- question: Which end-to-end connections went through NAT, from which client and dialed address to which backend and SNAT source, seen where, and how sure is the link?
 -- grain: one row per end-to-end connection, stitched across nodes and capture points; a captured leg that could not be linked (uniquely) is a row of its own (match_status unmatched or ambiguous)
 -- inputs: int_connections__counted, flows, stg_k8s__service_ports, int_k8s_addresses__named, int_k8s_service_ports__named
+-- materialized: true
 --
 -- docs/connections.md says which links are exact (conntrack tuples, TCP ISN) and which are
 -- heuristics (UDP IP ID + length + time, file names as interface names).

@@ -1,6 +1,7 @@
 -- question: Which connections did each capture file see, summarised like Zeek's conn.log?
 -- grain: one row per connection per capture file (a vantage point)
 -- inputs: int_packets__annotated, int_packets__grouped
+-- materialized: true
 --
 -- Columns keep Zeek's names and meanings (base/protocols/conn/main.zeek): duration, orig_bytes
 -- and resp_bytes are null when the connection lasted 0 s; TCP byte counts come from sequence
