@@ -37,6 +37,7 @@ class FileOutcome:
     records_rejected: int = 0
     warnings: int = 0
     first_errors: list[RecordError] = field(default_factory=list)
+    engine: str | None = None  # pcap decoder (fast|pyshark); None for text files
 
 
 def file_sha256(path: Path) -> str:
@@ -47,13 +48,14 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stored_hash(con: duckdb.DuckDBPyConnection, f: InputFile) -> str | None:
+def _stored_hash(con: duckdb.DuckDBPyConnection, f: InputFile) -> tuple[str, str | None] | None:
+    """Content hash and pcap engine of the stored load of a file."""
     row = con.execute(
-        "select content_sha256 from raw_ingest_files "
+        "select content_sha256, engine from raw_ingest_files "
         "where bundle_id = ? and node = ? and source_file = ?",
         [f.bundle_id, f.node, f.source_file],
     ).fetchone()
-    return None if row is None else str(row[0])
+    return None if row is None else (str(row[0]), row[1])
 
 
 def _delete_file_rows(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
@@ -96,17 +98,22 @@ def _error_frame(errors: list[RecordError]) -> pl.DataFrame:
     )
 
 
-def _chunks(f: InputFile, kind: str, text_ingestor: object | None) -> Iterator[ParsedChunk]:
+def _chunks(
+    f: InputFile, kind: str, text_ingestor: object | None, engine: str | None = "fast"
+) -> Iterator[ParsedChunk]:
     if text_ingestor is not None:
         text = decode_text(f.path.read_bytes())
         yield text_ingestor.parse(text, kind)  # type: ignore[attr-defined]
         return
     pcap = importlib.import_module("pipeline.ingest.pcap")
-    yield from pcap.read_capture(f.path)
+    yield from pcap.read_capture(f.path, engine=engine or "fast")
 
 
-def load_file(con: duckdb.DuckDBPyConnection, f: InputFile, keep_errors: int = 20) -> FileOutcome:
-    """Load one file in one transaction; unchanged content is not loaded again."""
+def load_file(
+    con: duckdb.DuckDBPyConnection, f: InputFile, keep_errors: int = 20, engine: str = "fast"
+) -> FileOutcome:
+    """Load one file in one transaction; unchanged content (read by the same pcap engine) is not
+    loaded again."""
     try:
         sha = file_sha256(f.path)
         with f.path.open("rb") as handle:
@@ -114,7 +121,8 @@ def load_file(con: duckdb.DuckDBPyConnection, f: InputFile, keep_errors: int = 2
         size = f.path.stat().st_size
     except OSError as exc:
         return FileOutcome(f, None, "failed", f"cannot read file: {exc.strerror or exc}")
-    if _stored_hash(con, f) == sha:
+    stored = _stored_hash(con, f)
+    if stored is not None and stored[0] == sha and stored[1] in (None, engine):
         return FileOutcome(f, None, "unchanged", "same content already loaded")
     sniffed = sniff(f.path, head)
     if sniffed.ingestor is not None and size > len(head):
@@ -123,6 +131,7 @@ def load_file(con: duckdb.DuckDBPyConnection, f: InputFile, keep_errors: int = 2
         outcome = FileOutcome(f, None, "skipped", sniffed.reason)
     else:
         outcome = FileOutcome(f, sniffed.kind, "loaded")
+        outcome.engine = engine if sniffed.ingestor is None else None
     con.execute("begin transaction")
     try:
         _delete_file_rows(con, f)
@@ -148,7 +157,7 @@ def _load_chunks(
     keep_errors: int,
 ) -> None:
     assert outcome.kind is not None
-    for chunk in _chunks(f, outcome.kind, ingestor):
+    for chunk in _chunks(f, outcome.kind, ingestor, outcome.engine):
         for table_name, frame in chunk.frames.items():
             _insert(con, BY_NAME[table_name], frame, f)
         _insert(con, RAW_INGEST_ERRORS, _error_frame(chunk.errors), f)
@@ -173,6 +182,7 @@ def _file_row(outcome: FileOutcome, sha: str, size: int) -> pl.DataFrame:
                 "warnings": outcome.warnings,
                 "status": outcome.status,
                 "reason": outcome.reason,
+                "engine": outcome.engine,
             }
         ]
     )

@@ -571,6 +571,7 @@ RAW_INGEST_FILES = TableSchema(
         Column("warnings", pl.Int64, "file-level warnings (e.g. summary count mismatch)"),
         Column("status", pl.Utf8, "loaded|skipped|failed"),
         Column("reason", pl.Utf8, "why a file was skipped or failed"),
+        Column("engine", pl.Utf8, "pcap decoder used: fast|pyshark (null for text files)"),
     ),
     line_column=None,
 )
@@ -606,7 +607,56 @@ TEXT_TABLES: tuple[TableSchema, ...] = (
     RAW_K8S_NODES,
 )
 
-PACKET_TABLES: tuple[TableSchema, ...] = (RAW_PACKETS,)
+RAW_APP_MESSAGES = TableSchema(
+    "raw_app_messages",
+    "one row per HTTP or DNS message found in a packet's TCP/UDP payload (outer packets only)",
+    (
+        Column("ts", pl.Datetime("ns", "UTC"), "capture timestamp of the packet (UTC)"),
+        Column("src_ip", pl.Utf8, "source address of the packet (normalised)"),
+        Column("dst_ip", pl.Utf8, "destination address of the packet (normalised)"),
+        Column("proto", pl.Utf8, "tcp|udp"),
+        Column("src_port", pl.Int32, "source port"),
+        Column("dst_port", pl.Int32, "destination port"),
+        Column(
+            "kind",
+            pl.Utf8,
+            "http_request|http_response|dns_query|dns_response|udp_whoami (the lab's UDP "
+            "responder: a datagram starting with `Hostname:`)",
+        ),
+        Column("http_method", pl.Utf8, "request method (GET, POST, ...)"),
+        Column("http_uri", pl.Utf8, "request target as sent (/path?query)"),
+        Column("http_host", pl.Utf8, "Host header of a request (the ip:port the client dialed)"),
+        Column("http_user_agent", pl.Utf8, "User-Agent header of a request"),
+        Column("http_status", pl.Int32, "response status code"),
+        Column("http_reason", pl.Utf8, "response reason phrase"),
+        Column(
+            "body_lines",
+            pl.Utf8,
+            "first up to 10 lines of a response body (or UDP whoami datagram) in this packet, "
+            "'\\n'-joined",
+        ),
+        Column("whoami_hostname", pl.Utf8, "whoami body `Hostname:` line: the backend"),
+        Column("whoami_ip", pl.Utf8, "first whoami `IP:` line that is not 127.0.0.1 or ::1"),
+        Column(
+            "whoami_remote_addr",
+            pl.Utf8,
+            "whoami `RemoteAddr:` line: the ip:port the backend saw (after any SNAT)",
+        ),
+        Column("dns_id", pl.Int32, "DNS transaction id"),
+        Column("dns_qname", pl.Utf8, "first question's name (no trailing dot)"),
+        Column("dns_qtype", pl.Utf8, "first question's type as text: A, AAAA, SRV, ... TYPE<n>"),
+        Column("dns_rcode", pl.Utf8, "response code as text: NOERROR, NXDOMAIN, ... (responses)"),
+        Column(
+            "dns_answers",
+            pl.List(pl.Utf8),
+            "answer records as `name TYPE value`, e.g. "
+            "`kube-dns.kube-system.svc.cluster.local A 10.200.1.10`",
+        ),
+    ),
+    line_column="frame_no",
+)
+
+PACKET_TABLES: tuple[TableSchema, ...] = (RAW_PACKETS, RAW_APP_MESSAGES)
 
 # Derived tables: computed by pipeline/explain after every load (the kernel's rule walk is not
 # SQL); fully replaced each run. Answer views join them with the SQL-built views.

@@ -20,22 +20,37 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import InputError
-from pipeline.ingest import pcap_columns, pcap_dpkt, pcap_fast, pcap_framing, pcapng
+from pipeline.ingest import pcap_app, pcap_columns, pcap_dpkt, pcap_fast, pcap_framing, pcapng
 from pipeline.ingest.pcap_batch import CHUNK_BYTES, RecordBatch, Stream
 from pipeline.ingest.records import ParsedChunk
 
 KINDS = ("pcap", "pcapng")
+ENGINES = ("fast", "pyshark")
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 
 
 def read_capture(
-    path: Path, *, slow_only: bool = False, chunk_bytes: int = CHUNK_BYTES
+    path: Path,
+    *,
+    engine: str = "fast",
+    slow_only: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Iterator[ParsedChunk]:
-    """Yield the raw_packets rows and record errors of a capture file, chunk by chunk.
+    """Yield the raw_packets and raw_app_messages rows and record errors of a capture file,
+    chunk by chunk.
 
     Raises InputError when the file is not a pcap/pcapng at all (bad magic, short file header).
-    ``slow_only`` decodes every packet with the per-packet path (for cross-checks).
+    ``engine`` is "fast" (this module's decoders) or "pyshark" (Wireshark's dissectors through
+    pcap_pyshark; slow, for cross-checks); ``slow_only`` decodes every packet with the
+    per-packet dpkt path (for cross-checks).
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if engine == "pyshark":
+        from pipeline.ingest import pcap_pyshark  # imports pyshark, which is slow to load
+
+        yield from pcap_pyshark.read_capture(path)
+        return
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -76,8 +91,12 @@ def decode_batch(batch: RecordBatch, *, slow_only: bool = False) -> ParsedChunk:
     if rows and fast["packet"].shape[0]:
         order = np.argsort(cols["packet"], kind="stable")
         cols = {name: values[order] for name, values in cols.items()}
+    packets = pcap_columns.to_frame(cols, batch)
     chunk = ParsedChunk(
-        frames={"raw_packets": pcap_columns.to_frame(cols, batch)},
+        frames={
+            "raw_packets": packets,
+            "raw_app_messages": pcap_app.app_frame(batch, cols, packets),
+        },
         errors=list(batch.errors),
         records_read=batch.records_read,
         records_parsed=batch.size,

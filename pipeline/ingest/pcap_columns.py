@@ -47,6 +47,7 @@ INT_FIELDS = (
     "ttl",
     "ip_len",
     "payload_len",
+    "payload_off",  # where the transport payload starts in the captured frame (not a column)
     "is_fragment",
     "frag_offset",
     "icmp_type",

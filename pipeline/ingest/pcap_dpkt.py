@@ -242,6 +242,7 @@ class _Packet:
             header = 8
         if header is not None and end - l4 - header >= 0:
             row["payload_len"] = end - l4 - header
+            row["payload_off"] = l4 + header
         if proto == 17 and "dst_port" in row and self.depth < MAX_DEPTH:
             self.tunnel(l4 + 8, end, row["dst_port"])
 

@@ -263,6 +263,7 @@ def _family(
             cols[f"{side}_lo"] = pkt[f"{side}_lo"].astype(np.uint64)
     cols["src_v"] = cols["dst_v"] = np.full(n, family, np.int64)
     cols["payload_len"] = avail - np.where(tcp, doff, 8)
+    cols["payload_off"] = l3 - batch.data_off[idx] + header + np.where(tcp, doff, 8)
     sport = pkt["sport"].astype(np.int64)
     ported = tcp | udp
     if ported.any():
