@@ -31,6 +31,11 @@ DbOption = Annotated[Path, typer.Option("--db", help="DuckDB file to load into /
 DEFAULT_DB = Path("natlens.duckdb")
 
 
+class Engine(StrEnum):
+    fast = "fast"
+    pyshark = "pyshark"
+
+
 class OutputFormat(StrEnum):
     table = "table"
     csv = "csv"
@@ -62,6 +67,13 @@ def analyze(
         str | None, typer.Option("--bundle-id", help="Bundle name (default: directory name).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="pcap decoder: fast (vectorised) or pyshark (tshark; slow, cross-check).",
+        ),
+    ] = Engine.fast,
 ) -> None:
     """Load capture bundles/files into the DuckDB file and optionally write the report."""
     exit_code = ExitCode.OK
@@ -88,7 +100,7 @@ def analyze(
         task = progress.add_task("loading", total=len(files))
         for f in files:
             progress.update(task, description=f"loading {f.source_file}")
-            outcomes.append(load_file(con, f))
+            outcomes.append(load_file(con, f, engine=engine.value))
             progress.advance(task)
     recompute(con)
     with err.status("building flows and connections") if not quiet else nullcontext():

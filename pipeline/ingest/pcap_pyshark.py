@@ -69,7 +69,17 @@ def read_capture(path: Path) -> Iterator[ParsedChunk]:
         if packets or messages:
             yield _chunk(packets, messages, [])
     finally:
+        _close(capture, loop)
+
+
+def _close(capture: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Stop tshark and close the loop; a tshark exit status seen only now is not an error of
+    the file (every packet it printed was read)."""
+    try:
         capture.close()
+    except pyshark.capture.capture.TSharkCrashException:
+        pass
+    finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
@@ -248,8 +258,10 @@ def app_row(pkt: Any) -> Row | None:
     """The application message Wireshark's http or dns dissector found in a frame."""
     if "http" in pkt:
         return _http(pkt)
-    if "dns" in pkt and ("udp" in pkt):
-        return _dns(pkt.dns)
+    if "dns" in pkt and "udp" in pkt:
+        return _dns(pkt.dns, "")
+    if "mdns" in pkt and "udp" in pkt:  # Wireshark's mdns layer holds dns.* fields
+        return _dns(pkt.mdns, "dns_")
     if "data" in pkt and "udp" in pkt:
         data = _field(pkt.data, "data")
         if data is not None:
@@ -291,7 +303,8 @@ def _http(pkt: Any) -> Row | None:
     }
 
 
-def _dns(dns: Any) -> Row:
+def _dns(layer: Any, prefix: str) -> Row:
+    dns = _Prefixed(layer, prefix)
     is_response = _field(dns, "flags_response") in ("1", "True")
     row: Row = {
         "kind": "dns_response" if is_response else "dns_query",
@@ -306,6 +319,16 @@ def _dns(dns: Any) -> Row:
     row["dns_rcode"] = pcap_app.DNS_RCODES.get(rcode, str(rcode))
     row["dns_answers"] = _answers(dns)
     return row
+
+
+class _Prefixed:
+    """A layer whose field names carry a prefix (mdns: `dns_qry_name`)."""
+
+    def __init__(self, layer: Any, prefix: str) -> None:
+        self.layer, self.prefix = layer, prefix
+
+    def get_field(self, name: str) -> Any:
+        return self.layer.get_field(self.prefix + name)
 
 
 def _answers(dns: Any) -> list[str]:

@@ -121,9 +121,9 @@ def _dns_oracle_check(path: Path) -> int:
         answers = row["dns_answers"]
         # Wireshark splits an SRV owner name into service, proto and name (dns.srv.*)
         plain = iter(x for x in names.split(",") if x)
-        srv = [v.split(",") for v in line[11:16]]
-        srv_owner = iter(".".join(p) for p in zip(*srv[:3], strict=False))
-        srv_value = iter(f"{p} {t}" for p, t in zip(*srv[3:], strict=False))
+        srv_cols = [v.split(",") for v in line[11:16]]
+        srv_owner = iter(".".join(p) for p in zip(*srv_cols[:3], strict=False))
+        srv_value = iter(f"{p} {t}" for p, t in zip(*srv_cols[3:], strict=False))
         expected = []
         for t in [int(x) for x in types.split(",") if x][:n]:
             owner = next(srv_owner) if t == 33 else next(plain)
