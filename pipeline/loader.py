@@ -13,6 +13,7 @@ import polars as pl
 
 from pipeline.bundle import SNIFF_BYTES, InputFile, decode_text, sniff
 from pipeline.ingest.records import ParsedChunk, RecordError
+from pipeline.prefetch import prefetch
 from pipeline.schemas import (
     ALL_TABLES,
     BY_NAME,
@@ -22,6 +23,8 @@ from pipeline.schemas import (
 )
 
 HASH_BLOCK = 8 * 1024 * 1024
+COMMIT_ROWS = 262_144
+"""Rows of a capture inserted per commit: two DuckDB row groups, about 60 MB of frames."""
 
 
 @dataclass
@@ -132,11 +135,21 @@ def load_file(
     else:
         outcome = FileOutcome(f, sniffed.kind, "loaded")
         outcome.engine = engine if sniffed.ingestor is None else None
+    streamed = outcome.kind is not None and sniffed.ingestor is None
     con.execute("begin transaction")
     try:
         _delete_file_rows(con, f)
+        if streamed:
+            # why: a capture is committed every COMMIT_ROWS rows (DuckDB holds a transaction's
+            # appends in memory: 3 GiB for a 1 GB pcap); until its final row replaces this one,
+            # the file is listed as `loading` without a hash, so a load cut short is redone
+            loading = FileOutcome(f, outcome.kind, "loading", "load in progress or cut short")
+            _insert(con, RAW_INGEST_FILES, _file_row(loading, None, size), f)
+            con.execute("commit")
+            con.execute("begin transaction")
         if outcome.kind is not None:
-            _load_chunks(con, f, outcome, sniffed.ingestor, keep_errors)
+            _load_chunks(con, f, outcome, sniffed.ingestor, keep_errors, streamed)
+        _delete_file_row(con, f)
         _insert(con, RAW_INGEST_FILES, _file_row(outcome, sha, size), f)
         con.execute("commit")
     except Exception as exc:  # a parser bug must not take the other files down with it
@@ -155,11 +168,18 @@ def _load_chunks(
     outcome: FileOutcome,
     ingestor: object | None,
     keep_errors: int,
+    streamed: bool = False,
 ) -> None:
+    """Insert the file's chunks; a streamed file is decoded ahead in a thread and committed in
+    batches of COMMIT_ROWS rows."""
     assert outcome.kind is not None
-    for chunk in _chunks(f, outcome.kind, ingestor, outcome.engine):
+    chunks = _chunks(f, outcome.kind, ingestor, outcome.engine)
+    pending: dict[str, list[pl.DataFrame]] = {}
+    pending_rows = 0
+    for chunk in prefetch(chunks) if streamed else chunks:
         for table_name, frame in chunk.frames.items():
-            _insert(con, BY_NAME[table_name], frame, f)
+            pending.setdefault(table_name, []).append(frame)
+            pending_rows += frame.height
         _insert(con, RAW_INGEST_ERRORS, _error_frame(chunk.errors), f)
         outcome.records_read += chunk.records_read
         outcome.records_parsed += chunk.records_parsed
@@ -167,9 +187,31 @@ def _load_chunks(
         outcome.warnings += sum(1 for e in chunk.errors if not e.is_rejection)
         room = keep_errors - len(outcome.first_errors)
         outcome.first_errors.extend(chunk.errors[: max(room, 0)])
+        if streamed and pending_rows >= COMMIT_ROWS:
+            _flush(con, pending, f)
+            pending_rows = 0
+            con.execute("commit")
+            con.execute("begin transaction")
+    _flush(con, pending, f)
 
 
-def _file_row(outcome: FileOutcome, sha: str, size: int) -> pl.DataFrame:
+def _flush(
+    con: duckdb.DuckDBPyConnection, pending: dict[str, list[pl.DataFrame]], f: InputFile
+) -> None:
+    """Insert the frames collected per table (one insert per table) and forget them."""
+    for table_name, frames in pending.items():
+        _insert(con, BY_NAME[table_name], pl.concat(frames, how="vertical_relaxed"), f)
+    pending.clear()
+
+
+def _delete_file_row(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
+    con.execute(
+        "delete from raw_ingest_files where bundle_id = ? and node = ? and source_file = ?",
+        [f.bundle_id, f.node, f.source_file],
+    )
+
+
+def _file_row(outcome: FileOutcome, sha: str | None, size: int) -> pl.DataFrame:
     return RAW_INGEST_FILES.frame(
         [
             {

@@ -91,8 +91,7 @@ def render_result(result: QueryResult, fmt: str) -> str:
         return out.getvalue()
     if fmt == "json":
         return "".join(
-            json.dumps({c: _json_value(v) for c, v in zip(result.columns, row, strict=True)})
-            + "\n"
+            json.dumps({c: _json_value(v) for c, v in zip(result.columns, row, strict=True)}) + "\n"
             for row in result.rows
         )
     if fmt == "markdown":

@@ -569,7 +569,7 @@ RAW_INGEST_FILES = TableSchema(
         Column("records_parsed", pl.Int64, "records loaded into raw tables"),
         Column("records_rejected", pl.Int64, "records written to raw_ingest_errors instead"),
         Column("warnings", pl.Int64, "file-level warnings (e.g. summary count mismatch)"),
-        Column("status", pl.Utf8, "loaded|skipped|failed"),
+        Column("status", pl.Utf8, "loaded|skipped|failed, or loading while a capture streams in"),
         Column("reason", pl.Utf8, "why a file was skipped or failed"),
         Column("engine", pl.Utf8, "pcap decoder used: fast|pyshark (null for text files)"),
     ),
