@@ -1,4 +1,8 @@
-"""Load input files into the raw tables: one transaction per file, idempotent by content hash."""
+"""Load input files into the raw tables, idempotent by content hash.
+
+A text file is loaded in one transaction; a capture streams in, committed every COMMIT_ROWS rows,
+listed as `loading` (without a hash, so it is redone) until its last batch is in.
+"""
 
 from __future__ import annotations
 
@@ -115,8 +119,7 @@ def _chunks(
 def load_file(
     con: duckdb.DuckDBPyConnection, f: InputFile, keep_errors: int = 20, engine: str = "fast"
 ) -> FileOutcome:
-    """Load one file in one transaction; unchanged content (read by the same pcap engine) is not
-    loaded again."""
+    """Load one file; unchanged content (read by the same pcap engine) is not loaded again."""
     try:
         sha = file_sha256(f.path)
         with f.path.open("rb") as handle:

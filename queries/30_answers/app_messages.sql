@@ -5,30 +5,39 @@ with messages as (
     select * from stg_pcap__app_messages
 ),
 
+-- why: a message belongs to its connection whichever side sent it: both sides are keyed by
+-- their two endpoints in a fixed order, so one equality (hash) join finds the flow
 conns as (
-    select * from flows
+    select
+        *,
+        least(orig_h || '|' || orig_p, resp_h || '|' || resp_p) as end_a,
+        greatest(orig_h || '|' || orig_p, resp_h || '|' || resp_p) as end_b
+    from flows
+),
+
+keyed_messages as (
+    select
+        *,
+        least(src_ip || '|' || src_port, dst_ip || '|' || dst_port) as end_a,
+        greatest(src_ip || '|' || src_port, dst_ip || '|' || dst_port) as end_b
+    from messages
 ),
 
 with_flow as (
     select
-        m.*,
+        m.* exclude (end_a, end_b),
         f.uid,
         f.community_id
-    from messages as m
+    from keyed_messages as m
     left join conns as f
         on
             m.bundle_id = f.bundle_id
             and m.node = f.node
             and m.source_file = f.source_file
             and m.proto = f.proto
+            and m.end_a = f.end_a
+            and m.end_b = f.end_b
             and m.frame_no between f.first_frame_no and f.last_frame_no
-            -- why: a message belongs to its connection whichever side sent it
-            and (
-                (m.src_ip = f.orig_h and m.src_port = f.orig_p
-                    and m.dst_ip = f.resp_h and m.dst_port = f.resp_p)
-                or (m.src_ip = f.resp_h and m.src_port = f.resp_p
-                    and m.dst_ip = f.orig_h and m.dst_port = f.orig_p)
-            )
     qualify row_number() over (
         partition by m.bundle_id, m.node, m.source_file, m.frame_no
         order by f.ts

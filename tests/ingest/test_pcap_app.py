@@ -275,3 +275,34 @@ def test_payload_parsers_never_raise(data: bytes) -> None:
 def test_line_parser_never_raises_on_http_like_text(text: str, start: str) -> None:
     row = pcap_app.parse_http_lines((start + text).encode("utf-8", "surrogatepass"))
     assert row is None or row["kind"] in ("http_request", "http_response")
+
+
+def test_every_lab_message_is_tied_to_the_flow_of_its_own_tuple(analyzed) -> None:  # noqa: ANN001
+    import duckdb
+
+    db, _ = analyzed(ROOT / "captures" / "lab-iptables")
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        total, tied, wrong = con.execute(
+            """
+            select
+                count(*),
+                count(m.uid),
+                count(*) filter (
+                    where m.uid is not null and not (
+                        (m.src_ip, m.src_port, m.dst_ip, m.dst_port)
+                            = (f.orig_h, f.orig_p, f.resp_h, f.resp_p)
+                        or (m.src_ip, m.src_port, m.dst_ip, m.dst_port)
+                            = (f.resp_h, f.resp_p, f.orig_h, f.orig_p)
+                    )
+                )
+            from app_messages as m
+            left join flows as f
+                on f.uid = m.uid and f.source_file = m.source_file and f.node = m.node
+            """
+        ).fetchone()
+    finally:
+        con.close()
+    assert total > 2000  # 944 requests + 944 responses + 240 UDP replies and their copies
+    assert tied == total
+    assert wrong == 0
