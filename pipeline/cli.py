@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +30,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DbOption = Annotated[Path, typer.Option("--db", help="DuckDB file to load into / read from.")]
 DEFAULT_DB = Path("natlens.duckdb")
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)$", re.IGNORECASE)
+
+
+def _check_memory_limit(value: str | None) -> str | None:
+    if value is not None and not _MEMORY.match(value.strip()):
+        raise typer.BadParameter(f"{value!r} is not a size like 512MB or 2GB")
+    return value
 
 
 class Engine(StrEnum):
@@ -74,6 +82,15 @@ def analyze(
             help="pcap decoder: fast (vectorised) or pyshark (tshark; slow, cross-check).",
         ),
     ] = Engine.fast,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-limit",
+            callback=_check_memory_limit,
+            help="DuckDB memory limit, e.g. 1GB; work beyond it spills to <db>.tmp "
+            "(default: DuckDB's, 80% of RAM).",
+        ),
+    ] = None,
 ) -> None:
     """Load capture bundles/files into the DuckDB file and optionally write the report."""
     exit_code = ExitCode.OK
@@ -85,7 +102,7 @@ def analyze(
             err.print(str(exc), markup=False)
             exit_code = ExitCode.INPUT
     try:
-        con = connect(db)
+        con = connect(db, memory_limit=memory_limit)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     outcomes: list[FileOutcome] = []

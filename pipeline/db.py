@@ -51,8 +51,12 @@ class ViewFile:
         return hashlib.sha256(self.body.encode()).hexdigest()
 
 
-def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open (or create) the database, make sure every raw table exists, (re)apply the views."""
+def connect(path: str | Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (or create) the database, make sure every raw table exists, (re)apply the views.
+
+    `memory_limit` (DuckDB syntax, e.g. ``1GB``) caps DuckDB's memory; beyond it DuckDB spills
+    to a temporary directory beside the database file.
+    """
     try:
         con = duckdb.connect(str(path))
     except duckdb.Error as exc:
@@ -62,6 +66,12 @@ def connect(path: str | Path) -> duckdb.DuckDBPyConnection:
     # picks a nested-loop ASOF join: minutes instead of seconds on a million packets
     con.execute("SET asof_loop_join_threshold = 0")
     con.execute("SET enable_progress_bar = false")
+    if memory_limit is not None:
+        try:
+            con.execute(f"SET memory_limit = {_quote(memory_limit)}")
+        except duckdb.Error as exc:
+            con.close()
+            raise QueryError(str(path), f"bad --memory-limit {memory_limit!r}: {exc}") from exc
     ensure_tables(con)
     apply_views(con)
     return con

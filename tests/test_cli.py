@@ -153,3 +153,22 @@ def test_strict_exits_1_when_records_were_rejected(tmp_path: Path) -> None:
     )
     assert result.exit_code == ExitCode.RECORD_ERRORS
     assert "ipvsadm-Ln.txt:16: error:" in result.stderr
+
+
+def test_memory_limit_is_applied_and_a_bad_one_is_a_usage_error(tmp_path: Path) -> None:
+    from pipeline.db import connect
+
+    con = connect(tmp_path / "m.duckdb", memory_limit="300MB")
+    [(limit,)] = con.execute("select current_setting('memory_limit')").fetchall()
+    con.close()
+    assert limit.endswith("MiB") and 280 < float(limit.split()[0]) < 300, limit
+    result = runner.invoke(
+        app, ["analyze", str(SEED), "--db", str(tmp_path / "n.duckdb"), "--memory-limit", "lots"]
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert not (tmp_path / "n.duckdb").exists()
+    result = runner.invoke(
+        app,
+        ["analyze", str(SEED), "--db", str(tmp_path / "n.duckdb"), "--memory-limit", "256MB", "-q"],
+    )
+    assert result.exit_code == ExitCode.OK, result.stderr
