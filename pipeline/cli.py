@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -119,9 +120,11 @@ def analyze(
             progress.update(task, description=f"loading {f.source_file}")
             outcomes.append(load_file(con, f, engine=engine.value))
             progress.advance(task)
-    recompute(con)
-    with err.status("building flows and connections") if not quiet else nullcontext():
-        refresh_materialized(con)
+    try:
+        recompute(con)
+    except duckdb.Error as exc:
+        con.close()
+        raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
     for outcome in outcomes:
         _print_outcome(outcome, quiet)
         if outcome.status == "failed":
@@ -129,6 +132,13 @@ def analyze(
     rejected = sum(o.records_rejected for o in outcomes)
     if not quiet:
         _print_totals(outcomes)
+    try:
+        with err.status("building flows and connections") if not quiet else nullcontext():
+            refresh_materialized(con)
+    except QueryError as exc:  # e.g. out of memory under --memory-limit: the loads are kept
+        con.close()
+        err.print("the loaded files are kept; flows/connections were not rebuilt", markup=False)
+        raise _fail(exc, ExitCode.DATABASE) from exc
     if output is not None:
         output.write_text(render_report(con))
         if not quiet:

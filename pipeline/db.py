@@ -69,11 +69,18 @@ def connect(path: str | Path, memory_limit: str | None = None) -> duckdb.DuckDBP
     if memory_limit is not None:
         try:
             con.execute(f"SET memory_limit = {_quote(memory_limit)}")
+            # why: DuckDB's advice for staying under a limit; materialised tables have no
+            # meaningful row order (every view that shows rows orders them itself)
+            con.execute("SET preserve_insertion_order = false")
         except duckdb.Error as exc:
             con.close()
             raise QueryError(str(path), f"bad --memory-limit {memory_limit!r}: {exc}") from exc
-    ensure_tables(con)
-    apply_views(con)
+    try:
+        ensure_tables(con)
+        apply_views(con)
+    except duckdb.Error as exc:  # e.g. out of memory under a small memory_limit
+        con.close()
+        raise QueryError(str(path), str(exc).splitlines()[0]) from exc
     return con
 
 

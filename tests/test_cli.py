@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -14,6 +15,7 @@ from pipeline.errors import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "captures" / "seed-kind-ipvs"
+LAB = REPO / "captures" / "lab-iptables"
 runner = CliRunner()
 
 
@@ -172,3 +174,16 @@ def test_memory_limit_is_applied_and_a_bad_one_is_a_usage_error(tmp_path: Path) 
         ["analyze", str(SEED), "--db", str(tmp_path / "n.duckdb"), "--memory-limit", "256MB", "-q"],
     )
     assert result.exit_code == ExitCode.OK, result.stderr
+
+
+@pytest.mark.parametrize("limit", ["1MB", "8MB"])
+def test_running_out_of_memory_is_a_database_error_not_a_traceback(
+    tmp_path: Path, limit: str
+) -> None:
+    result = runner.invoke(
+        app,
+        ["analyze", str(LAB), "--db", str(tmp_path / "n.duckdb"), "--memory-limit", limit, "-q"],
+    )
+    assert result.exit_code == ExitCode.DATABASE, result.stderr
+    assert "Out of Memory" in result.stderr
+    assert "Traceback" not in result.stderr
