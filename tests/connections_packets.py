@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipeline.db import connect
+from pipeline.db import connect, refresh_materialized
 from pipeline.schemas import RAW_PACKETS
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -132,7 +132,7 @@ def store(path: Path) -> duckdb.DuckDBPyConnection:
 def load(
     con: duckdb.DuckDBPyConnection, captures: list[Capture], bundle: str = "b"
 ) -> duckdb.DuckDBPyConnection:
-    """Replace the database's packets with these."""
+    """Replace the database's packets with these (and rebuild the materialised tables)."""
     con.execute("delete from raw_packets")
     for cap in captures:
         frame = RAW_PACKETS.frame(cap.rows).with_columns(
@@ -143,6 +143,8 @@ def load(
         con.register("_rows", frame.select(list(RAW_PACKETS.polars_schema())).to_arrow())
         con.execute("insert into raw_packets by name select * from _rows")
         con.unregister("_rows")
+    # why: rows inserted by hand change no ingest file, so the refresh must be forced
+    refresh_materialized(con, force=True)
     return con
 
 
