@@ -18,12 +18,17 @@ import dpkt
 import duckdb
 import polars as pl
 
-from pipeline.schemas import RAW_PACKETS
+from pipeline.schemas import RAW_K8S_NODES, RAW_K8S_PODS, RAW_K8S_SERVICE_PORTS, RAW_PACKETS
 
 REPO = Path(__file__).resolve().parent.parent
 QUERIES = REPO / "queries"
 FLOW_VIEW_FILES = (
     "10_staging/stg_pcap__packets.sql",
+    "10_staging/stg_k8s__pods.sql",
+    "10_staging/stg_k8s__nodes.sql",
+    "10_staging/stg_k8s__service_ports.sql",
+    "20_intermediate/int_k8s_addresses__named.sql",
+    "20_intermediate/int_k8s_service_ports__named.sql",
     "20_intermediate/int_packets__keyed.sql",
     "20_intermediate/int_packets__grouped.sql",
     "20_intermediate/int_packets__sessionized.sql",
@@ -137,9 +142,11 @@ def flows_db(frames: dict[str, pl.DataFrame], bundle_id: str = "zeek") -> duckdb
     """An in-memory DuckDB with raw_packets (one frame per source file) and the flow views."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    con.register("_empty", RAW_PACKETS.empty().to_arrow())
-    con.execute("create table raw_packets as select * from _empty limit 0")
-    con.unregister("_empty")
+    # flows names addresses from kubectl JSON: its (empty) raw tables must exist
+    for schema in (RAW_PACKETS, RAW_K8S_PODS, RAW_K8S_NODES, RAW_K8S_SERVICE_PORTS):
+        con.register("_empty", schema.empty().to_arrow())
+        con.execute(f"create table {schema.name} as select * from _empty limit 0")
+        con.unregister("_empty")
     load_frames(con, frames, bundle_id)
     apply_flow_views(con)
     return con

@@ -1,6 +1,6 @@
 -- question: Which connections did each capture file see, summarised like Zeek's conn.log?
 -- grain: one row per connection per capture file (a vantage point)
--- inputs: int_packets__annotated, int_packets__grouped
+-- inputs: int_packets__annotated, int_packets__grouped, int_k8s_addresses__named, int_k8s_service_ports__named
 -- materialized: true
 --
 -- Columns keep Zeek's names and meanings (base/protocols/conn/main.zeek): duration, orig_bytes
@@ -403,7 +403,33 @@ final as (
         first_frame_no,
         last_frame_no
     from community
+),
+
+names as (
+    select * from int_k8s_addresses__named
+),
+
+service_names as (
+    select * from int_k8s_service_ports__named
+),
+
+-- with kubectl JSON in the bundle: the pod/node behind each end, the Service a client dialed
+named as (
+    select
+        f.*,
+        orig.name as orig_name,
+        coalesce(svc.name, nodeport.name, resp.name) as resp_name
+    from final as f
+    left join names as orig on orig.bundle_id = f.bundle_id and orig.ip = f.orig_h
+    left join names as resp on resp.bundle_id = f.bundle_id and resp.ip = f.resp_h
+    left join service_names as svc
+        on svc.bundle_id = f.bundle_id and svc.proto = f.proto and svc.ip = f.resp_h
+        and svc.port = f.resp_p
+    -- why: a NodePort answers on every node address; a pod's own address is never one
+    left join service_names as nodeport
+        on nodeport.bundle_id = f.bundle_id and nodeport.proto = f.proto and nodeport.ip = '*'
+        and nodeport.port = f.resp_p and coalesce(resp.name, '') not like 'pod %'
 )
 
-select * from final
+select * from named
 order by bundle_id, node, source_file, ts, first_frame_no, orig_h, orig_p
