@@ -80,9 +80,10 @@ final as (
     left join service_names as svc
         on svc.bundle_id = n.bundle_id and svc.proto = n.proto and svc.ip = n.dialed_ip
         and svc.port = n.dialed_port
+    -- why: a NodePort answers on every node address; a pod's own address is never one
     left join service_names as nodeport
         on nodeport.bundle_id = n.bundle_id and nodeport.proto = n.proto and nodeport.ip = '*'
-        and nodeport.port = n.dialed_port
+        and nodeport.port = n.dialed_port and coalesce(dialed.name, '') not like 'pod %'
 )
 
 select * from final
