@@ -1,6 +1,7 @@
 -- question: Which leg (one 5-tuple of one connection, as one node saw it on all its capture files) does each captured TCP/UDP packet belong to?
 -- grain: one row per captured TCP/UDP packet copy (a frame of one capture file)
 -- inputs: stg_pcap__packets, stg_host__addrs
+-- materialized: true
 --
 -- A leg is one 5-tuple of an end-to-end connection: before NAT the client talks to the dialed
 -- address (pre-NAT leg), after NAT the SNAT source talks to the backend (post-NAT leg). One
