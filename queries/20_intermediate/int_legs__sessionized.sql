@@ -105,29 +105,44 @@ numbered as (
 ),
 
 -- why: the originator is the sender of the SYN; without a SYN in the capture, the sender of
--- the first packet seen (for UDP the first datagram)
+-- the first packet seen (for UDP the first datagram). One aggregate per leg (cheaper than a
+-- window over every packet); the leg id is a hash of the leg's tuple and first packet time.
+leg_facts as (
+    select
+        tuple_key,
+        leg_no,
+        coalesce(
+            arg_min(is_a_src, packet_order) filter (where is_pure_syn),
+            arg_min(is_a_src, packet_order)
+        ) as orig_is_a,
+        min(ts_ns) as leg_first_ns,
+        md5(
+            concat_ws('|', any_value(bundle_id), any_value(node), any_value(proto),
+                any_value(a_ip), any_value(a_port), any_value(b_ip), any_value(b_port),
+                min(ts_ns))
+        ) as leg_id
+    from (
+        select
+            *,
+            {'ts_ns': ts_ns, 'source_file': source_file, 'frame_no': frame_no} as packet_order
+        from numbered
+    )
+    group by tuple_key, leg_no
+),
+
 oriented as (
     select
-        *,
-        coalesce(
-            first_value(case when is_pure_syn then is_a_src end ignore nulls) over leg,
-            first_value(is_a_src) over leg
-        ) as orig_is_a,
-        first_value(ts_ns) over leg as leg_first_ns
-    from numbered
-    window leg as (
-        partition by tuple_key, leg_no
-        order by ts_ns, source_file, frame_no
-        rows between unbounded preceding and unbounded following
-    )
+        n.*,
+        f.orig_is_a,
+        f.leg_first_ns,
+        f.leg_id
+    from numbered as n
+    inner join leg_facts as f using (tuple_key, leg_no)
 ),
 
 final as (
     select
-        md5(
-            concat_ws('|', o.bundle_id, o.node, o.proto, o.a_ip, o.a_port, o.b_ip, o.b_port,
-                o.leg_first_ns)
-        ) as leg_id,
+        o.leg_id,
         o.bundle_id,
         o.node,
         o.proto,

@@ -14,91 +14,59 @@ with packets as (
     from int_packets__sessionized
 ),
 
-pass1 as (
+-- why: per-connection and per-side facts are plain aggregates (hash GROUP BY); only what
+-- depends on the packets before this one needs an ordered window, and those windows run per
+-- side (partition by connection and direction) so one function serves both directions.
+-- pkt_idx (the packet's position in its flow key) orders the packets of a connection.
+conn_facts as (
     select
-        *,
-        row_number() over w as conn_idx,
-        last_value(case when is_orig then seq end ignore nulls) over wb as o_prev_seq,
-        last_value(case when not is_orig then seq end ignore nulls) over wb as r_prev_seq,
-        last_value(case when is_orig and is_ack then ack end ignore nulls) over wb as o_prev_ack,
-        last_value(case when not is_orig and is_ack then ack end ignore nulls) over wb
-            as r_prev_ack,
-        first_value(case when is_orig then seq end ignore nulls) over wall as o_first_seq,
-        first_value(case when not is_orig then seq end ignore nulls) over wall as r_first_seq,
-        first_value(case when is_orig and is_syn then seq end ignore nulls) over wall
-            as o_syn_seq,
-        first_value(case when not is_orig and is_syn then seq end ignore nulls) over wall
+        group_id,
+        conn_no,
+        min(pkt_idx) as first_pkt_idx,
+        arg_min(seq, pkt_idx) filter (where is_orig and seq is not null) as o_first_seq,
+        arg_min(seq, pkt_idx) filter (where not is_orig and seq is not null) as r_first_seq,
+        arg_min(seq, pkt_idx) filter (where is_orig and is_syn and seq is not null) as o_syn_seq,
+        arg_min(seq, pkt_idx) filter (where not is_orig and is_syn and seq is not null)
             as r_syn_seq,
-        first_value(case when is_orig and is_ack then ack end ignore nulls) over wall
+        arg_min(ack, pkt_idx) filter (where is_orig and is_ack and ack is not null)
             as o_first_ack,
-        first_value(case when not is_orig and is_ack then ack end ignore nulls) over wall
+        arg_min(ack, pkt_idx) filter (where not is_orig and is_ack and ack is not null)
             as r_first_ack,
-        -- the last SYN-, FIN- and RST-only packet of each side (Zeek's hist_last_SYN/FIN/RST)
-        last_value(case when is_orig and control_bits = 1 and is_syn then seq end ignore nulls)
-            over wb as o_prev_syn_seq,
-        last_value(case when not is_orig and control_bits = 1 and is_syn then seq end ignore nulls)
-            over wb as r_prev_syn_seq,
-        last_value(
-            case
-                when is_orig and control_bits = 1 and is_fin
-                    then (seq + payload_len) % 4294967296
-            end
-            ignore nulls
-        ) over wb as o_prev_fin_end,
-        last_value(
-            case
-                when not is_orig and control_bits = 1 and is_fin
-                    then (seq + payload_len) % 4294967296
-            end
-            ignore nulls
-        ) over wb as r_prev_fin_end,
-        last_value(case when is_orig and control_bits = 1 and is_rst then seq end ignore nulls)
-            over wb as o_prev_rst_seq,
-        last_value(case when not is_orig and control_bits = 1 and is_rst then seq end ignore nulls)
-            over wb as r_prev_rst_seq,
-        -- packets of each once-per-side history letter so far (this one included)
-        sum((is_orig and control_bits = 0 and payload_len > 0)::integer) over wi as o_data_pkts,
-        sum((not is_orig and control_bits = 0 and payload_len > 0)::integer) over wi
-            as r_data_pkts,
-        sum((is_orig and control_bits = 0 and payload_len = 0 and is_ack)::integer) over wi
-            as o_ack_pkts,
-        sum((not is_orig and control_bits = 0 and payload_len = 0 and is_ack)::integer) over wi
-            as r_ack_pkts,
-        sum((is_orig and is_fin and is_rst)::integer) over wi as o_fin_rst_pkts,
-        sum((not is_orig and is_fin and is_rst)::integer) over wi as r_fin_rst_pkts,
-        sum((is_orig and control_bits > 1 and not (is_fin and is_rst))::integer) over wi
-            as o_multi_flag_pkts,
-        sum((not is_orig and control_bits > 1 and not (is_fin and is_rst))::integer) over wi
-            as r_multi_flag_pkts
+        min(pkt_idx) filter (where is_orig) as orig_first_pkt,
+        min(pkt_idx) filter (where not is_orig) as resp_first_pkt,
+        min(pkt_idx) filter (where is_orig and (is_fin or is_rst)) as orig_close_pkt,
+        min(pkt_idx) filter (where not is_orig and (is_fin or is_rst)) as resp_close_pkt,
+        min(pkt_idx) filter (where is_orig and is_fin) as orig_fin_pkt,
+        min(pkt_idx) filter (where not is_orig and is_fin) as resp_fin_pkt,
+        min(pkt_idx) filter (where is_orig and is_rst) as orig_rst_pkt,
+        min(pkt_idx) filter (where not is_orig and is_rst) as resp_rst_pkt,
+        min(pkt_idx) filter (where not is_orig and is_syn and is_ack) as synack_pkt,
+        arg_min(is_syn and not is_ack and not is_fin and not is_rst, pkt_idx)
+            filter (where is_orig) as orig_opens_with_syn
     from packets
-    window
-        w as (partition by group_id, conn_no order by ts_ns, frame_no),
-        wb as (
-            partition by group_id, conn_no order by ts_ns, frame_no
-            rows between unbounded preceding and 1 preceding
-        ),
-        wi as (
-            partition by group_id, conn_no order by ts_ns, frame_no
-            rows between unbounded preceding and current row
-        ),
-        wall as (
-            partition by group_id, conn_no order by ts_ns, frame_no
-            rows between unbounded preceding and unbounded following
-        )
+    group by group_id, conn_no
 ),
 
-own as (
+-- the first packet of each once-per-side history letter (Zeek logs D, A, I and Q once)
+side_facts as (
+    select
+        group_id,
+        conn_no,
+        is_orig,
+        min(pkt_idx) filter (where control_bits = 0 and payload_len > 0) as first_data_pkt,
+        min(pkt_idx) filter (where control_bits = 0 and payload_len = 0 and is_ack)
+            as first_ack_pkt,
+        min(pkt_idx) filter (where is_fin and is_rst) as first_fin_rst_pkt,
+        min(pkt_idx) filter (where control_bits > 1 and not (is_fin and is_rst))
+            as first_multi_flag_pkt
+    from packets
+    group by group_id, conn_no, is_orig
+),
+
+-- each side's start: its first SYN, else one before its first sequence number
+conn_starts as (
     select
         *,
-        -- signed 32-bit steps from the previous sequence/ack number of the same side
-        (((seq - case when is_orig then o_prev_seq else r_prev_seq end)
-          % 4294967296 + 4294967296 + 2147483648) % 4294967296) - 2147483648 as seq_step,
-        case
-            when is_ack then
-                (((ack - case when is_orig then o_prev_ack else r_prev_ack end)
-                  % 4294967296 + 4294967296 + 2147483648) % 4294967296) - 2147483648
-        end as ack_step,
-        -- each side's start: its first SYN, else one before its first sequence number
         coalesce(
             (((o_syn_seq - o_first_seq) % 4294967296 + 4294967296 + 2147483648) % 4294967296)
             - 2147483648,
@@ -108,98 +76,118 @@ own as (
             (((r_syn_seq - r_first_seq) % 4294967296 + 4294967296 + 2147483648) % 4294967296)
             - 2147483648,
             -1
-        ) as r_start_u,
+        ) as r_start_u
+    from conn_facts
+),
+
+facts as (
+    select
+        p.*,
+        p.pkt_idx - c.first_pkt_idx + 1 as conn_idx,
+        c.o_first_ack,
+        c.r_first_ack,
+        c.o_syn_seq,
+        case when p.is_orig then c.o_start_u else c.r_start_u end as own_start_u,
+        ((c.o_first_seq + c.o_start_u) % 4294967296 + 4294967296) % 4294967296 as orig_start_seq,
+        ((c.r_first_seq + c.r_start_u) % 4294967296 + 4294967296) % 4294967296 as resp_start_seq,
+        c.orig_first_pkt - c.first_pkt_idx + 1 as orig_first_idx,
+        c.resp_first_pkt - c.first_pkt_idx + 1 as resp_first_idx,
+        c.orig_close_pkt - c.first_pkt_idx + 1 as orig_close_idx,
+        c.resp_close_pkt - c.first_pkt_idx + 1 as resp_close_idx,
+        c.orig_fin_pkt - c.first_pkt_idx + 1 as orig_fin_idx,
+        c.resp_fin_pkt - c.first_pkt_idx + 1 as resp_fin_idx,
+        c.orig_rst_pkt - c.first_pkt_idx + 1 as orig_rst_idx,
+        c.resp_rst_pkt - c.first_pkt_idx + 1 as resp_rst_idx,
+        c.synack_pkt - c.first_pkt_idx + 1 as synack_idx,
+        c.orig_opens_with_syn,
+        coalesce(p.pkt_idx = s.first_data_pkt, false) as is_first_data,
+        coalesce(p.pkt_idx = s.first_ack_pkt, false) as is_first_ack,
+        coalesce(p.pkt_idx = s.first_fin_rst_pkt, false) as is_first_fin_rst,
+        coalesce(p.pkt_idx = s.first_multi_flag_pkt, false) as is_first_multi_flag
+    from packets as p
+    inner join conn_starts as c using (group_id, conn_no)
+    inner join side_facts as s using (group_id, conn_no, is_orig)
+),
+
+-- side pass 1: the previous sequence/ack number of the same side, and its last SYN-, FIN- and
+-- RST-only packet (Zeek's hist_last_SYN/FIN/RST)
+pass1 as (
+    select
+        *,
+        last_value(seq ignore nulls) over wb as prev_seq,
+        last_value(case when is_ack then ack end ignore nulls) over wb as prev_ack,
+        last_value(case when control_bits = 1 and is_syn then seq end ignore nulls) over wb
+            as prev_syn_seq,
+        last_value(
+            case when control_bits = 1 and is_fin then (seq + payload_len) % 4294967296 end
+            ignore nulls
+        ) over wb as prev_fin_end,
+        last_value(case when control_bits = 1 and is_rst then seq end ignore nulls) over wb
+            as prev_rst_seq
+    from facts
+    window wb as (
+        partition by group_id, conn_no, is_orig order by pkt_idx
+        rows between unbounded preceding and 1 preceding
+    )
+),
+
+own as (
+    select
+        *,
+        -- signed 32-bit steps from the previous sequence/ack number of the same side
+        (((seq - prev_seq) % 4294967296 + 4294967296 + 2147483648) % 4294967296) - 2147483648
+            as seq_step,
+        case
+            when is_ack then
+                (((ack - prev_ack) % 4294967296 + 4294967296 + 2147483648) % 4294967296)
+                - 2147483648
+        end as ack_step,
         case
             when proto_num <> 6 then null
             when control_bits > 1 and is_fin and is_rst then
-                case
-                    when (case when is_orig then o_fin_rst_pkts else r_fin_rst_pkts end) = 1
-                        then 'I'
-                end
+                case when is_first_fin_rst then 'I' end
             when control_bits > 1 then
-                case
-                    when (case when is_orig then o_multi_flag_pkts else r_multi_flag_pkts end) = 1
-                        then 'Q'
-                end
+                case when is_first_multi_flag then 'Q' end
             when is_syn then
                 case
-                    when coalesce(
-                        (case when is_orig then o_prev_syn_seq else r_prev_syn_seq end) <> seq, true
-                    )
+                    when coalesce(prev_syn_seq <> seq, true)
                         then case when is_ack then 'H' else 'S' end
                 end
             when is_fin then
                 case
-                    when coalesce(
-                        (case when is_orig then o_prev_fin_end else r_prev_fin_end end)
-                        <> (seq + payload_len) % 4294967296,
-                        true
-                    )
+                    when coalesce(prev_fin_end <> (seq + payload_len) % 4294967296, true)
                         then 'F'
                 end
             when is_rst then
-                case
-                    when coalesce(
-                        (case when is_orig then o_prev_rst_seq else r_prev_rst_seq end) <> seq, true
-                    )
-                        then 'R'
-                end
+                case when coalesce(prev_rst_seq <> seq, true) then 'R' end
             when payload_len > 0 then
-                case when (case when is_orig then o_data_pkts else r_data_pkts end) = 1 then 'D' end
+                case when is_first_data then 'D' end
             when is_ack then
-                case when (case when is_orig then o_ack_pkts else r_ack_pkts end) = 1 then 'A' end
+                case when is_first_ack then 'A' end
         end as flag_letter
     from pass1
 ),
 
+-- side pass 2: unwrapped sequence and acknowledgement numbers (running sums of the steps)
 pass2 as (
     select
         * exclude (
-            o_prev_seq, r_prev_seq, o_prev_ack, r_prev_ack, o_prev_syn_seq, r_prev_syn_seq,
-            o_prev_fin_end, r_prev_fin_end, o_prev_rst_seq, r_prev_rst_seq, o_data_pkts,
-            r_data_pkts, o_ack_pkts, r_ack_pkts, o_fin_rst_pkts, r_fin_rst_pkts,
-            o_multi_flag_pkts, r_multi_flag_pkts
+            prev_seq, prev_ack, prev_syn_seq, prev_fin_end, prev_rst_seq, is_first_data,
+            is_first_ack, is_first_fin_rst, is_first_multi_flag
         ),
-        (sum(case when is_orig then coalesce(seq_step, 0) end) over wi)::bigint as o_seq_u,
-        (sum(case when not is_orig then coalesce(seq_step, 0) end) over wi)::bigint as r_seq_u,
-        (sum(case when is_orig and is_ack then coalesce(ack_step, 0) end) over wi)::bigint
-            as o_ack_u,
-        (sum(case when not is_orig and is_ack then coalesce(ack_step, 0) end) over wi)::bigint
-            as r_ack_u,
-        min(case when is_orig then conn_idx end) over wall as orig_first_idx,
-        min(case when not is_orig then conn_idx end) over wall as resp_first_idx,
-        min(case when is_orig and (is_fin or is_rst) then conn_idx end) over wall
-            as orig_close_idx,
-        min(case when not is_orig and (is_fin or is_rst) then conn_idx end) over wall
-            as resp_close_idx,
-        min(case when is_orig and is_fin then conn_idx end) over wall as orig_fin_idx,
-        min(case when not is_orig and is_fin then conn_idx end) over wall as resp_fin_idx,
-        min(case when is_orig and is_rst then conn_idx end) over wall as orig_rst_idx,
-        min(case when not is_orig and is_rst then conn_idx end) over wall as resp_rst_idx,
-        min(case when not is_orig and is_syn and is_ack then conn_idx end) over wall
-            as synack_idx,
-        first_value(
-            case when is_orig then is_syn and not is_ack and not is_fin and not is_rst end
-            ignore nulls
-        ) over wall as orig_opens_with_syn
+        (sum(coalesce(seq_step, 0)) over wi)::bigint as seq_u,
+        (sum(case when is_ack then coalesce(ack_step, 0) end) over wi)::bigint as ack_u
     from own
-    window
-        wi as (
-            partition by group_id, conn_no order by ts_ns, frame_no
-            rows between unbounded preceding and current row
-        ),
-        wall as (
-            partition by group_id, conn_no order by ts_ns, frame_no
-            rows between unbounded preceding and unbounded following
-        )
+    window wi as (
+        partition by group_id, conn_no, is_orig order by pkt_idx
+        rows between unbounded preceding and current row
+    )
 ),
 
 positioned as (
     select
         *,
-        case when is_orig then o_seq_u - o_start_u else r_seq_u - r_start_u end as rel_seq,
-        ((o_first_seq + o_start_u) % 4294967296 + 4294967296) % 4294967296 as orig_start_seq,
-        ((r_first_seq + r_start_u) % 4294967296 + 4294967296) % 4294967296 as resp_start_seq,
+        seq_u - own_start_u as rel_seq,
         case when is_orig then orig_rst_idx else resp_rst_idx end as own_rst_idx,
         case when is_orig then resp_fin_idx else orig_fin_idx end as peer_fin_idx,
         case when is_orig then resp_rst_idx else orig_rst_idx end as peer_rst_idx
@@ -217,7 +205,7 @@ acked as (
                 (((case when is_orig then o_first_ack else r_first_ack end)
                   - case when is_orig then resp_start_seq else orig_start_seq end)
                  % 4294967296 + 4294967296 + 2147483648) % 4294967296 - 2147483648
-                + case when is_orig then o_ack_u else r_ack_u end
+                + ack_u
         end as peer_rel_ack,
         -- why: zero windows count unless they come with or after the sender's RST, or after
         -- the peer closed (update_window)
@@ -232,29 +220,24 @@ acked as (
     from positioned
 ),
 
+-- side pass 3: the highest sequence end before each packet, and the side's initial last_seq
 pass3 as (
     select
         * exclude (
-            o_seq_u, r_seq_u, o_ack_u, r_ack_u, o_first_seq, r_first_seq, o_first_ack,
-            r_first_ack, o_start_u, r_start_u, seq_step, ack_step, orig_start_seq,
-            resp_start_seq, r_syn_seq
+            seq_u, ack_u, o_first_ack, r_first_ack, own_start_u, seq_step, ack_step,
+            orig_start_seq, resp_start_seq
         ),
-        max(case when is_orig then rel_end end) over wb as o_max_end_before,
-        max(case when not is_orig then rel_end end) over wb as r_max_end_before,
-        first_value(case when is_orig then (case when is_syn then rel_end else rel_seq end) end
-                    ignore nulls) over wall as o_init_last_seq,
-        first_value(
-            case when not is_orig then (case when is_syn then rel_end else rel_seq end) end
-            ignore nulls
-        ) over wall as r_init_last_seq
+        max(rel_end) over wb as max_end_before,
+        first_value(case when is_syn then rel_end else rel_seq end ignore nulls) over wall
+            as init_last_seq
     from acked
     window
         wb as (
-            partition by group_id, conn_no order by ts_ns, frame_no
+            partition by group_id, conn_no, is_orig order by pkt_idx
             rows between unbounded preceding and 1 preceding
         ),
         wall as (
-            partition by group_id, conn_no order by ts_ns, frame_no
+            partition by group_id, conn_no, is_orig order by pkt_idx
             rows between unbounded preceding and unbounded following
         )
 ),
@@ -262,13 +245,7 @@ pass3 as (
 last_seq as (
     select
         *,
-        greatest(
-            case when is_orig then o_init_last_seq else r_init_last_seq end,
-            coalesce(
-                case when is_orig then o_max_end_before else r_max_end_before end,
-                case when is_orig then o_init_last_seq else r_init_last_seq end
-            )
-        ) as last_seq_before
+        greatest(init_last_seq, coalesce(max_end_before, init_last_seq)) as last_seq_before
     from pass3
 ),
 
@@ -288,7 +265,7 @@ events as materialized (
         proto_num = 6
         and payload_len > 0
         and not is_rst
-        and rel_seq > coalesce(case when is_orig then o_max_end_before else r_max_end_before end, 1)
+        and rel_seq > coalesce(max_end_before, 1)
         as is_gap_candidate
     from last_seq
 ),

@@ -67,10 +67,15 @@ pass1 as (
         last_value(case when is_pure_syn then frame_no end ignore nulls) over wb as prev_syn_frame,
         last_value(case when is_fin or is_rst then ts_ns end ignore nulls) over wb as prev_close_ns,
         last_value(case when is_fin or is_rst then frame_no end ignore nulls) over wb
-            as prev_close_frame
+            as prev_close_frame,
+        max(ts_ns) over wall - min(ts_ns) over wall as group_span_ns
     from packets
     window
         w as (partition by group_id order by ts_ns, frame_no),
+        wall as (
+            partition by group_id order by ts_ns, frame_no
+            rows between unbounded preceding and unbounded following
+        ),
         wb as (
             partition by group_id order by ts_ns, frame_no
             rows between unbounded preceding and 1 preceding
@@ -103,6 +108,8 @@ hard_starts as materialized (
 ),
 
 -- the first packet 5 s (attempt timer, tcp_close_delay) or more after each one
+-- why: a timer can only fire inside a TCP flow key whose packets span 5 s or more; the
+-- windows below skip all other keys (most of them)
 later as (
     select
         *,
@@ -111,6 +118,7 @@ later as (
             range between 5000000000 following and unbounded following
         ) as idx_after_5s
     from hard_starts
+    where proto_num = 6 and group_span_ns >= 5000000000
 ),
 
 -- pass 2: what happens at or after each packet (per side), up to the group's end

@@ -45,7 +45,7 @@ service_names as (
 
 -- the flow (Zeek uid, community_id) of each leg: the flows row of the leg's shown capture
 -- file with the same tuple that started at or before the leg's first packet in that file
-leg_flows as (
+flowed_legs as (
     select
         l.*,
         f.uid,
@@ -65,6 +65,21 @@ leg_flows as (
         and f.end_a = l.end_a
         and f.end_b = l.end_b
         and f.ts_ns <= l.source_first_ns
+),
+
+-- which leg each connection shows: the earliest (an unlinked leg's own tuple), and per role
+-- the translating node's, else the earliest
+-- why: numbering the legs once is much cheaper than one ordered aggregate per column
+leg_flows as (
+    select
+        *,
+        row_number() over (
+            partition by conn_id order by first_ns, node, role, leg_id
+        ) as leg_rank,
+        row_number() over (
+            partition by conn_id, role order by is_on_nat_node desc, first_ns, node, leg_id
+        ) as role_rank
+    from flowed_legs
 ),
 
 per_conn as (
@@ -100,31 +115,31 @@ per_conn as (
         any_value(resp_ip_bytes) as resp_ip_bytes,
         any_value(resp_payload_bytes) as resp_payload_bytes,
         -- an unlinked leg: its own tuple, as captured (it may be either side of a NAT)
-        first(orig_h order by first_ns, node) as leg_orig_h,
-        first(orig_p order by first_ns, node) as leg_orig_p,
-        first(resp_h order by first_ns, node) as leg_resp_h,
-        first(resp_p order by first_ns, node) as leg_resp_p,
+        any_value(orig_h) filter (where leg_rank = 1) as leg_orig_h,
+        any_value(orig_p) filter (where leg_rank = 1) as leg_orig_p,
+        any_value(resp_h) filter (where leg_rank = 1) as leg_resp_h,
+        any_value(resp_p) filter (where leg_rank = 1) as leg_resp_p,
         -- the pre-NAT and post-NAT leg to show: the translating node's, else the earliest
-        first(node order by is_on_nat_node desc, first_ns, node) filter (where role = 'pre_nat')
+        any_value(node) filter (where role = 'pre_nat' and role_rank = 1)
             as pre_node,
-        first(ifaces order by is_on_nat_node desc, first_ns, node) filter (where role = 'pre_nat')
+        any_value(ifaces) filter (where role = 'pre_nat' and role_rank = 1)
             as pre_ifaces,
-        first(source_file order by is_on_nat_node desc, first_ns, node)
-            filter (where role = 'pre_nat') as pre_source_file,
-        first(uid order by is_on_nat_node desc, first_ns, node) filter (where role = 'pre_nat')
+        any_value(source_file) filter (where role = 'pre_nat' and role_rank = 1)
+            as pre_source_file,
+        any_value(uid) filter (where role = 'pre_nat' and role_rank = 1)
             as pre_uid,
-        first(community_id order by is_on_nat_node desc, first_ns, node)
-            filter (where role = 'pre_nat') as pre_community_id,
-        first(node order by is_on_nat_node desc, first_ns, node) filter (where role = 'post_nat')
+        any_value(community_id) filter (where role = 'pre_nat' and role_rank = 1)
+            as pre_community_id,
+        any_value(node) filter (where role = 'post_nat' and role_rank = 1)
             as post_node,
-        first(ifaces order by is_on_nat_node desc, first_ns, node)
-            filter (where role = 'post_nat') as post_ifaces,
-        first(source_file order by is_on_nat_node desc, first_ns, node)
-            filter (where role = 'post_nat') as post_source_file,
-        first(uid order by is_on_nat_node desc, first_ns, node) filter (where role = 'post_nat')
+        any_value(ifaces) filter (where role = 'post_nat' and role_rank = 1)
+            as post_ifaces,
+        any_value(source_file) filter (where role = 'post_nat' and role_rank = 1)
+            as post_source_file,
+        any_value(uid) filter (where role = 'post_nat' and role_rank = 1)
             as post_uid,
-        first(community_id order by is_on_nat_node desc, first_ns, node)
-            filter (where role = 'post_nat') as post_community_id,
+        any_value(community_id) filter (where role = 'post_nat' and role_rank = 1)
+            as post_community_id,
         -- why: each node stamps packets with its own clock (clock_offsets), so the times are
         -- the translating node's when it captured the connection
         coalesce(min(first_ns) filter (where is_on_nat_node), min(first_ns)) as first_ns,
