@@ -44,8 +44,14 @@ class TableSchema:
         return {c.name: c.dtype for c in self.all_columns if c.name not in loader_added}
 
     def frame(self, rows: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
-        """Build the ingestor-side frame from dict rows; missing keys become null."""
+        """Build the ingestor-side frame from dict rows; missing keys become null, keys that are
+        not columns are ignored."""
         schema = self.parser_schema()
+        rows = list(rows)
+        if all(type(row) is dict for row in rows):
+            # polars picks each column's value out of the dicts itself, converting values by the
+            # same rules as below, without a completed copy of every row
+            return pl.DataFrame(rows, schema=schema)
         return pl.DataFrame(
             [{k: row.get(k) for k in schema} for row in rows], schema=schema, orient="row"
         )

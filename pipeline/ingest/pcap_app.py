@@ -61,6 +61,10 @@ DNS_TYPES = {
 }
 DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 _PACKET_COLUMNS = ("frame_no", "ts", "src_ip", "dst_ip", "proto", "src_port", "dst_port")
+_SCHEMA = RAW_APP_MESSAGES.parser_schema()
+_MESSAGE_SCHEMA = {k: v for k, v in _SCHEMA.items() if k not in _PACKET_COLUMNS}
+_TS = _SCHEMA["ts"]
+_TS_US = pl.Datetime("us", "UTC")
 
 
 def candidates(batch: RecordBatch, cols: pcap_columns.Cols) -> tuple[np.ndarray, np.ndarray]:
@@ -90,29 +94,57 @@ def candidates(batch: RecordBatch, cols: pcap_columns.Cols) -> tuple[np.ndarray,
     sport = pcap_columns.field(cols, "src_port")[rows]
     dport = pcap_columns.field(cols, "dst_port")[rows]
     tcp = proto[rows] == 6
-    dns = np.isin(sport, DNS_PORTS) | np.isin(dport, DNS_PORTS)
+    dns = np.logical_or.reduce([port == p for port in (sport, dport) for p in DNS_PORTS])
     keep = np.where(tcp, np.isin(word, _PREFIX_WORDS), dns | (word == _WHOAMI_WORD))
     return rows[keep], start[keep]
 
 
 def app_frame(batch: RecordBatch, cols: pcap_columns.Cols, packets: pl.DataFrame) -> pl.DataFrame:
     """raw_app_messages rows for a batch; `packets` is the raw_packets frame built from `cols`
-    (same row order)."""
+    (same row order).
+
+    The packet columns of a message are gathered from `packets` (no Python objects); only the
+    payloads are parsed in Python, and their fields are built into columns.
+    """
     rows, start = candidates(batch, cols)
     if rows.shape[0] == 0:
-        return pl.DataFrame(schema=RAW_APP_MESSAGES.parser_schema())
+        return RAW_APP_MESSAGES.frame([])
     packet = cols["packet"][rows]
     caplen = batch.caplen[packet].astype(np.int64)
     off = pcap_columns.field(cols, "payload_off")[rows]
     size = np.minimum(pcap_columns.field(cols, "payload_len")[rows], caplen - off)
-    heads = packets[rows.tolist()].select(_PACKET_COLUMNS).to_dicts()
-    out: list[Row] = []
-    for head, at, length in zip(heads, start.tolist(), size.tolist(), strict=True):
-        payload = batch.buf[at : at + length].tobytes()
-        message = parse_payload(payload, head["proto"], head["src_port"], head["dst_port"])
+    heads = packets.select(_PACKET_COLUMNS)[rows]
+    found, messages = _parse_payloads(batch, start, size, heads)
+    if not messages:
+        return RAW_APP_MESSAGES.frame([])
+    body = pl.DataFrame(messages, schema=_MESSAGE_SCHEMA)  # as TableSchema.frame converts
+    # ts cut to microseconds: it used to pass through a Python datetime, and the output of
+    # nanosecond captures is kept as it was
+    head = heads[found].with_columns(pl.col("ts").cast(_TS_US).cast(_TS))
+    return head.hstack(body).select(list(_SCHEMA))
+
+
+def _parse_payloads(
+    batch: RecordBatch, start: np.ndarray, size: np.ndarray, heads: pl.DataFrame
+) -> tuple[list[int], list[Row]]:
+    """The message of each candidate that holds one: its position in `heads`, and its fields."""
+    data = batch.buf[: int((start + size).max())].tobytes()
+    found: list[int] = []
+    messages: list[Row] = []
+    fields = zip(
+        start.tolist(),
+        (start + size).tolist(),
+        heads["proto"].to_list(),
+        heads["src_port"].to_list(),
+        heads["dst_port"].to_list(),
+        strict=True,
+    )
+    for i, (at, end, proto, sport, dport) in enumerate(fields):
+        message = parse_payload(data[at:end], proto, sport, dport)
         if message is not None:
-            out.append({**head, **message})
-    return RAW_APP_MESSAGES.frame(out)
+            found.append(i)
+            messages.append(message)
+    return found, messages
 
 
 def parse_payload(payload: bytes, proto: str, sport: int | None, dport: int | None) -> Row | None:

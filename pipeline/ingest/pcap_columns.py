@@ -90,6 +90,7 @@ _PROTO_TEXT = pl.Series([PROTO_NAMES.get(p, str(p)) for p in range(256)], dtype=
 _DIRECTION_TEXT = pl.Series([DIRECTIONS.get(p, "other") for p in range(256)], dtype=pl.Utf8)
 _TUNNEL_TEXT = pl.Series(["", *TUNNELS.values()], dtype=pl.Utf8)
 _NO_TEXT = pl.Series([""], dtype=pl.Utf8)
+_NULL_TEXT = pl.Series([None], dtype=pl.Utf8)
 _ARROW_INTS: dict[Any, tuple[pa.DataType, type]] = {
     pl.Int8: (pa.int8(), np.int8),
     pl.Int16: (pa.int16(), np.int16),
@@ -169,9 +170,9 @@ def _pick(texts: pl.Series, index: np.ndarray, valid: np.ndarray) -> pl.Series:
     """texts[index] where valid, else null (a polars gather: strings are not copied)."""
     n = index.shape[0]
     if not valid.any():
-        return pl.Series(values=[None], dtype=pl.Utf8).extend_constant(None, n - 1)
+        return _NULL_TEXT.new_from_index(0, n)
     if valid.all() and (index == index[0]).all():
-        return pl.repeat(texts[int(index[0])], n, eager=True, dtype=pl.Utf8)
+        return texts.new_from_index(int(index[0]), n)
     safe = np.where(valid, index, 0).astype(np.uint32)
     bitmap = _valid_bitmap(valid)
     positions = pa.Array.from_buffers(pa.uint32(), n, [bitmap, pa.py_buffer(safe)])
@@ -249,7 +250,8 @@ def to_frame(cols: Cols, batch: RecordBatch) -> pl.DataFrame:
     out["outer_frame_no"] = _ints(batch.first_frame_no + packet, depth > 0, pl.Int64)
     numbers = pl.from_arrow(pa.table(list(out.values()), names=list(out)))
     assert isinstance(numbers, pl.DataFrame)
-    return numbers.hstack(_texts(cols, batch, iface_id)).select([pl.col(name) for name in schema])
+    by_name = {s.name: s for s in (*numbers.get_columns(), *_texts(cols, batch, iface_id))}
+    return pl.DataFrame([by_name[name] for name in schema])
 
 
 def _texts(cols: Cols, batch: RecordBatch, iface_id: np.ndarray) -> list[pl.Series]:
@@ -265,7 +267,10 @@ def _texts(cols: Cols, batch: RecordBatch, iface_id: np.ndarray) -> list[pl.Seri
         ifindex = pl.Series(field(cols, "ifindex")).cast(pl.Utf8)
         iface = pl.select(pl.when(pl.Series(sll2)).then(ifindex).otherwise(iface)).to_series()
     pkttype = field(cols, "pkttype")
-    link_values, link_index = np.unique(link, return_inverse=True)
+    if (link == link[0]).all():  # one link type: every classic pcap chunk
+        link_values, link_index = link[:1], np.zeros(n, np.int64)
+    else:
+        link_values, link_index = np.unique(link, return_inverse=True)
     link_texts = pl.Series([link_name(int(v)) for v in link_values], dtype=pl.Utf8)
     proto = field(cols, "proto_num")
     has_proto = (field(cols, "ip_version") >= 0) & (proto >= 0)
