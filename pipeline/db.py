@@ -186,8 +186,9 @@ def _without_comments(sql: str) -> str:
 def apply_views(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = False) -> list[ViewFile]:
     """Create or replace one view per SQL file in dependency order; comment each view.
 
-    Materialised results that are missing or were built from other SQL are rebuilt here
-    (inside the caller's transaction when `in_transaction`).
+    Materialised results that are missing or were built from other SQL are rebuilt here, each
+    in a transaction of its own (with `in_transaction`, the caller's open transaction is
+    committed before and reopened after each rebuild).
     """
     views = read_view_files()
     # why: an existing database may hold views from an older version; a new view that reads an
@@ -217,7 +218,13 @@ def apply_views(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = False)
         if view.materialized and (
             rebuilt or view.name not in tables or built.get(view.name) != view.body_sha256
         ):
-            _materialize(con, view, in_transaction=in_transaction)
+            # why: a rebuild is data work; it commits on its own (a failure, e.g. out of
+            # memory, keeps the tables built before it) and the DDL batch goes on after it
+            if in_transaction:
+                con.execute("commit")
+            _materialize(con, view)
+            if in_transaction:
+                con.execute("begin transaction")
             rebuilt = True
     return views
 
@@ -253,16 +260,11 @@ def refresh_materialized(con: duckdb.DuckDBPyConnection, *, force: bool = False)
 
 
 def _materialize(
-    con: duckdb.DuckDBPyConnection,
-    view: ViewFile,
-    fingerprint: str | None = None,
-    *,
-    in_transaction: bool = False,
+    con: duckdb.DuckDBPyConnection, view: ViewFile, fingerprint: str | None = None
 ) -> None:
     fingerprint = fingerprint if fingerprint is not None else data_fingerprint(con)
     try:
-        if not in_transaction:
-            con.execute("begin transaction")
+        con.execute("begin transaction")
         con.execute(f"create or replace table {view.name} as select * from {view.relation}")
         con.execute(
             f"comment on table {view.name} is "
@@ -272,8 +274,7 @@ def _materialize(
             f"insert or replace into {MATERIALIZED_LOG} values (?, ?, ?, now())",
             [view.name, view.body_sha256, fingerprint],
         )
-        if not in_transaction:
-            con.execute("commit")
+        con.execute("commit")
     except duckdb.Error as exc:
         con.execute("rollback")
         raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc

@@ -146,21 +146,30 @@ per_conn as (
         coalesce(max(last_ns) filter (where is_on_nat_node), max(last_ns)) as last_ns,
         list_sort(list_distinct(list(node))) as nodes,
         count(leg_id) as n_legs,
-        list(
-            {
-                'role': role,
-                'node': node,
-                'ifaces': ifaces,
-                'source_file': source_file,
-                'uid': uid,
-                'community_id': community_id,
-                'orig': orig_h || ':' || orig_p,
-                'resp': resp_h || ':' || resp_p,
-                'first_ts': make_timestamp_ns(first_ns),
-                'capture_files': n_files
-            }
-            order by first_ns, node, role
-        ) filter (where leg_id is not null) as legs
+        -- why: list_sort of (key, leg) pairs rather than an ordered aggregate, which DuckDB
+        -- cannot spill to disk under a memory limit
+        [
+            x.leg
+            for x in list_sort(
+                list(
+                    {
+                        'sort_key': {'first_ns': first_ns, 'node': node, 'role': role},
+                        'leg': {
+                            'role': role,
+                            'node': node,
+                            'ifaces': ifaces,
+                            'source_file': source_file,
+                            'uid': uid,
+                            'community_id': community_id,
+                            'orig': orig_h || ':' || orig_p,
+                            'resp': resp_h || ':' || resp_p,
+                            'first_ts': make_timestamp_ns(first_ns),
+                            'capture_files': n_files
+                        }
+                    }
+                ) filter (where leg_id is not null)
+            )
+        ] as legs
     from leg_flows
     group by conn_id
 ),
