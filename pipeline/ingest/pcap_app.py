@@ -63,8 +63,6 @@ DNS_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTI
 _PACKET_COLUMNS = ("frame_no", "ts", "src_ip", "dst_ip", "proto", "src_port", "dst_port")
 _SCHEMA = RAW_APP_MESSAGES.parser_schema()
 _MESSAGE_SCHEMA = {k: v for k, v in _SCHEMA.items() if k not in _PACKET_COLUMNS}
-_TS = _SCHEMA["ts"]
-_TS_US = pl.Datetime("us", "UTC")
 
 
 def candidates(batch: RecordBatch, cols: pcap_columns.Cols) -> tuple[np.ndarray, np.ndarray]:
@@ -118,10 +116,8 @@ def app_frame(batch: RecordBatch, cols: pcap_columns.Cols, packets: pl.DataFrame
     if not messages:
         return RAW_APP_MESSAGES.frame([])
     body = pl.DataFrame(messages, schema=_MESSAGE_SCHEMA)  # as TableSchema.frame converts
-    # ts cut to microseconds: it used to pass through a Python datetime, and the output of
-    # nanosecond captures is kept as it was
-    head = heads[found].with_columns(pl.col("ts").cast(_TS_US).cast(_TS))
-    return head.hstack(body).select(list(_SCHEMA))
+    # the packet's own timestamp, nanoseconds included
+    return heads[found].hstack(body).select(list(_SCHEMA))
 
 
 def _parse_payloads(

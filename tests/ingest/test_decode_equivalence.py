@@ -123,7 +123,8 @@ def test_frame_of_no_rows_is_the_empty_table() -> None:
 def reference_app_frame(
     batch: RecordBatch, cols: pcap_columns.Cols, packets: pl.DataFrame
 ) -> pl.DataFrame:
-    """app_frame as it was: each candidate's packet head as a dict, merged with its message."""
+    """app_frame as it was (each candidate's packet head as a dict, merged with its message),
+    except that the timestamp keeps its nanoseconds."""
     rows, start = pcap_app.candidates(batch, cols)
     if rows.shape[0] == 0:
         return pl.DataFrame(schema=schemas.RAW_APP_MESSAGES.parser_schema())
@@ -133,12 +134,18 @@ def reference_app_frame(
     size = np.minimum(pcap_columns.field(cols, "payload_len")[rows], caplen - off)
     heads = packets[rows.tolist()].select(pcap_app._PACKET_COLUMNS).to_dicts()
     out = []
-    for head, at, length in zip(heads, start.tolist(), size.tolist(), strict=True):
+    kept = []
+    for row, head, at, length in zip(
+        rows.tolist(), heads, start.tolist(), size.tolist(), strict=True
+    ):
         payload = batch.buf[at : at + length].tobytes()
         message = pcap_app.parse_payload(payload, head["proto"], head["src_port"], head["dst_port"])
         if message is not None:
             out.append({**head, **message})
-    return reference_frame(schemas.RAW_APP_MESSAGES, out)
+            kept.append(row)
+    # the packet's timestamp as decoded (nanoseconds): a Python datetime would cut it to µs
+    ts = packets["ts"].gather(kept) if kept else packets["ts"].clear()
+    return reference_frame(schemas.RAW_APP_MESSAGES, out).with_columns(ts)
 
 
 @pytest.fixture
@@ -287,9 +294,9 @@ def test_pick_equals_a_list_lookup(texts: list[str | None], data: st.DataObject)
     assert got.to_list() == [texts[i] if ok else None for i, ok in zip(index, valid, strict=True)]
 
 
-def test_nanosecond_capture_keeps_packet_ns_and_message_us() -> None:
-    """Pinned as found: raw_app_messages.ts is the packet's time cut to microseconds (the old
-    build passed it through a Python datetime); raw_packets.ts keeps the nanoseconds."""
+def test_nanosecond_capture_keeps_nanoseconds_in_packets_and_messages() -> None:
+    """raw_app_messages.ts is its packet's timestamp, nanoseconds included (an older build cut
+    it to microseconds by passing it through a Python datetime)."""
     handle = io.BytesIO()
     writer = dpkt.pcap.Writer(handle, nano=True)
     writer.writepkt(_frame(17, 40000, 53, SEED_PAYLOADS[3]), ts=1_700_000_000.123456789)
@@ -298,4 +305,4 @@ def test_nanosecond_capture_keeps_packet_ns_and_message_us() -> None:
     packet_ns = chunk.frames["raw_packets"]["ts"].dt.epoch("ns")[0]
     message_ns = chunk.frames["raw_app_messages"]["ts"].dt.epoch("ns")[0]
     assert packet_ns % 1000 != 0
-    assert message_ns == packet_ns // 1000 * 1000
+    assert message_ns == packet_ns
