@@ -13,7 +13,6 @@ from collections import defaultdict
 from typing import Any
 
 import duckdb
-from scipy.stats import chisquare
 
 from pipeline.db import fetch_dicts
 
@@ -206,6 +205,9 @@ def _test(
         return {**empty, "verdict": "a single backend: nothing to compare"}
     f_obs = [observed.get(b, 0.0) for b in backends]
     f_exp = [float(expected[b] or 0.0) for b in backends]
+    # why: importing scipy.stats takes about 1 s, paid by every CLI run that never tests a split
+    from scipy.stats import chisquare
+
     result = chisquare(f_obs, f_exp)
     chi2, p_value = float(result.statistic), float(result.pvalue)
     dof = len(backends) - 1
