@@ -16,7 +16,9 @@ each in its own child process so its peak RSS can be read (os.wait4):
             a CSV file.
 
 - memory:   with --memory-gb N, a second capture of about N GB is generated and loaded
-            (decode + DuckDB, as `load`) to read its peak RSS (target: under 1 GiB for 1 GB).
+            (decode + DuckDB, as `load`) to read its peak RSS (target: under 1 GiB for 1 GB);
+            with --memory-analyze-limit SIZE also a whole `natlens analyze --memory-limit SIZE`
+            of it (minutes: off by default).
 
 Prints wall seconds, packets per second, peak RSS and the ratios against tshark and the floor.
 """
@@ -133,6 +135,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/natlens-bench"))
     parser.add_argument("--no-analyze", action="store_true", help="skip `natlens analyze`")
     parser.add_argument("--memory-gb", type=float, default=0, help="also load an N GB capture")
+    parser.add_argument(
+        "--memory-analyze-limit",
+        metavar="SIZE",
+        help="also analyze the --memory-gb capture with `--memory-limit SIZE` (e.g. 500MB)",
+    )
     parser.add_argument("--analyze-timeout", type=float, default=600)
     parser.add_argument("--skip-tshark", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
@@ -189,6 +196,15 @@ def _memory_run(args: argparse.Namespace, packets_per_byte: float) -> None:
     print(f"\nnatlens load of a {size / 1e9:.2f} GB capture ({want:,} packets): "
           f"{run.best:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB (target < 1024 MiB)",
           run.note)  # fmt: skip
+    if args.memory_analyze_limit:
+        for suffix in ("", ".wal"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "pipeline", "analyze", str(big), "--db", str(db), "--quiet",
+               "--memory-limit", args.memory_analyze_limit]  # fmt: skip
+        run = measure("natlens analyze (memory)", cmd)
+        print(f"natlens analyze --memory-limit {args.memory_analyze_limit} of that capture: "
+              f"{run.seconds:.1f} s, peak RSS {run.max_rss_mib:.0f} MiB (target < 1024 MiB)",
+              run.note)  # fmt: skip
     if not args.keep:
         for path in (big, db, Path(f"{db}.wal")):
             path.unlink(missing_ok=True)

@@ -6,7 +6,12 @@
 -- The first packet's IP ID, length and TCP sequence numbers are what NAT leaves alone, so they
 -- are kept to recognise the same packet on the other side of the NAT.
 with packets as (
-    select * from int_legs__sessionized
+    select
+        *,
+        -- why: one fixed-size number orders the packets (time, then frame); list or struct
+        -- keys make arg_min states that DuckDB cannot spill under a memory limit
+        ts_ns::hugeint * 4294967296 + frame_no as packet_order
+    from int_legs__sessionized
 ),
 
 per_file as (
@@ -21,22 +26,33 @@ per_file as (
     group by leg_id, source_file
 ),
 
+-- why: list_sort and arg_min rather than ordered aggregates, which DuckDB cannot spill to disk
+-- under a memory limit
 copies as (
     select
         leg_id,
-        list(
-            {
-                'source_file': source_file,
-                'ifaces': ifaces,
-                'first_ns': first_ns,
-                'packets': packets
-            }
-            order by first_ns, source_file
-        ) as copies,
+        [
+            x.copy
+            for x in list_sort(
+                list(
+                    {
+                        'sort_key': {'first_ns': first_ns, 'source_file': source_file},
+                        'copy': {
+                            'source_file': source_file,
+                            'ifaces': ifaces,
+                            'first_ns': first_ns,
+                            'packets': packets
+                        }
+                    }
+                )
+            )
+        ] as copies,
         count(*) as n_files,
         -- the copy to show: a single-interface capture names its interface plainly
-        first(source_file order by is_any_capture, first_ns, source_file) as source_file,
-        first(first_ns order by is_any_capture, first_ns, source_file) as source_first_ns
+        arg_min(
+            {'source_file': source_file, 'first_ns': first_ns},
+            {'is_any_capture': is_any_capture, 'first_ns': first_ns, 'source_file': source_file}
+        ) as shown
     from per_file
     group by leg_id
 ),
@@ -58,16 +74,16 @@ legs as (
         bool_or(is_pure_syn and is_from_orig) as has_syn,
         min(seq) filter (where is_pure_syn and is_from_orig) as isn,
         -- the first packet the node saw (its earliest copy: where it entered the node)
-        arg_min(is_from_orig, [ts_ns, frame_no]) as first_is_from_orig,
-        arg_min(ip_id, [ts_ns, frame_no]) as first_ip_id,
-        arg_min(ip_len, [ts_ns, frame_no]) as first_ip_len,
-        arg_min(seq, [ts_ns, frame_no]) as first_seq_no,
-        arg_min(ack, [ts_ns, frame_no]) as first_ack_no,
-        arg_min(flags, [ts_ns, frame_no]) as first_flags,
-        arg_min(ttl, [ts_ns, frame_no]) as first_ttl,
+        arg_min(is_from_orig, packet_order) as first_is_from_orig,
+        arg_min(ip_id, packet_order) as first_ip_id,
+        arg_min(ip_len, packet_order) as first_ip_len,
+        arg_min(seq, packet_order) as first_seq_no,
+        arg_min(ack, packet_order) as first_ack_no,
+        arg_min(flags, packet_order) as first_flags,
+        arg_min(ttl, packet_order) as first_ttl,
         -- the first packet back: a tie-breaker when several legs look like the other side
-        arg_min(ip_id, [ts_ns, frame_no]) filter (where not is_from_orig) as reply_ip_id,
-        arg_min(ip_len, [ts_ns, frame_no]) filter (where not is_from_orig) as reply_ip_len,
+        arg_min(ip_id, packet_order) filter (where not is_from_orig) as reply_ip_id,
+        arg_min(ip_len, packet_order) filter (where not is_from_orig) as reply_ip_len,
         list_sort(list_distinct(list(iface))) as ifaces
     from packets
     group by leg_id
@@ -97,8 +113,8 @@ final as (
         l.reply_ip_id,
         l.reply_ip_len,
         l.ifaces,
-        c.source_file,
-        c.source_first_ns,
+        c.shown.source_file as source_file,
+        c.shown.first_ns as source_first_ns,
         c.copies,
         c.n_files
     from legs as l

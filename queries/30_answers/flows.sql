@@ -27,14 +27,24 @@ per_conn as (
         min(ts_ns) as start_ns,
         arg_min(frame_no, conn_idx) as first_frame_no,
         arg_max(frame_no, conn_idx) as last_frame_no,
-        string_agg(distinct iface, ',' order by iface) as iface,
+        nullif(array_to_string(list_sort(list_distinct(list(iface))), ','), '') as iface,
         count(*) filter (where is_orig) as orig_pkts,
         coalesce(sum(ip_len) filter (where is_orig), 0) as orig_ip_bytes,
         count(*) filter (where not is_orig) as resp_pkts,
         coalesce(sum(ip_len) filter (where not is_orig), 0) as resp_ip_bytes,
         coalesce(sum(payload_len) filter (where is_orig), 0) as orig_payload_bytes,
         coalesce(sum(payload_len) filter (where not is_orig), 0) as resp_payload_bytes,
-        string_agg(nullif(letters, ''), '' order by conn_idx) as history_letters,
+        -- why: list_sort rather than ordered aggregates, which DuckDB cannot spill to disk
+        array_to_string(
+            [
+                x.letters
+                for x in list_sort(
+                    list({'conn_idx': conn_idx, 'letters': letters})
+                        filter (where coalesce(letters, '') <> '')
+                )
+            ],
+            ''
+        ) as history_letters,
         sum(gap_bytes) as hole_bytes,
         max(ts_ns) as last_ns,
         -- TCP endpoint facts
