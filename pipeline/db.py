@@ -230,10 +230,19 @@ def apply_views(con: duckdb.DuckDBPyConnection, *, in_transaction: bool = False)
 
 
 def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
-    """A hash of raw_ingest_files: it changes whenever a load adds, replaces or drops a file."""
+    """A hash of raw_ingest_files and of derived_snat_decisions: it changes whenever a load
+    adds, replaces or drops a file, and when `recompute` (a newer natlens) explains the
+    translations differently (connections carry their SNAT class)."""
     row = con.execute(
-        "select md5(coalesce(string_agg(f::varchar, '|' order by f::varchar), '')) "
-        "from raw_ingest_files as f"
+        """
+        select md5(
+            (select coalesce(string_agg(f::varchar, '|' order by f::varchar), '')
+             from raw_ingest_files as f)
+            || '|'
+            || (select count(*)::varchar || ':' || coalesce(bit_xor(hash(d::varchar)), 0)
+                from derived_snat_decisions as d)
+        )
+        """
     ).fetchone()
     assert row is not None
     return str(row[0])

@@ -11,6 +11,7 @@ import duckdb
 
 from pipeline.bundle import discover
 from pipeline.db import MATERIALIZED_LOG, connect, read_view_files, refresh_materialized
+from pipeline.explain.run import recompute
 from pipeline.loader import load_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +72,27 @@ def test_refresh_happens_when_data_changes_and_only_then(tmp_path: Path) -> None
     assert refresh_materialized(con) == MATERIALIZED
     assert _count(con, "select count(*) from flows") > flows_one_file
     assert _count(con, "select count(distinct source_file) from flows") == 2
+    con.close()
+
+
+def test_refresh_happens_when_the_snat_explanations_change(tmp_path: Path) -> None:
+    """connections carry each translation's SNAT class from derived_snat_decisions, which
+    `recompute` rewrites (a newer natlens may explain differently): a change there rebuilds."""
+    con = connect(tmp_path / "n.duckdb")
+    for f in discover([REPO / "captures" / "seed-kind-ipvs"]):
+        load_file(con, f)
+    recompute(con)
+    assert refresh_materialized(con) == MATERIALIZED
+    assert refresh_materialized(con) == []
+    classes = "select count(*) from connections where snat_class = 'node IP'"
+    node_ip = _count(con, classes)
+    assert node_ip > 0
+    con.execute("update derived_snat_decisions set snat_class = 'other'")
+    assert refresh_materialized(con) == MATERIALIZED
+    assert _count(con, classes) == 0
+    recompute(con)
+    assert refresh_materialized(con) == MATERIALIZED
+    assert _count(con, classes) == node_ip
     con.close()
 
 

@@ -1,6 +1,7 @@
 -- question: Which captured legs belong to which end-to-end connection, and which legs could not be linked (unmatched) or not uniquely (ambiguous)?
 -- grain: one row per connection and leg; a linked connection without a captured leg has one row with no leg; a leg no linked connection claims is a connection of its own, grouped across nodes by tuple and first packet
 -- inputs: int_connections__classified, int_legs__paired
+-- materialized: true
 with linked as materialized (
     select * from int_connections__classified
 ),
