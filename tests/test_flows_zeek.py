@@ -1,7 +1,8 @@
 """The flows view against Zeek's own conn.log baselines, and community_id against tshark.
 
 Oracles: for every public Zeek trace in tests/fixtures/zeek, the conn.log that Zeek's test suite
-committed; for every packet of every trace, Wireshark's Community ID (tshark -T fields).
+committed; for every packet of every trace, and of every pcap of the committed lab bundles,
+Wireshark's Community ID (tshark -T fields).
 """
 
 from __future__ import annotations
@@ -210,4 +211,56 @@ def test_community_id_equals_tshark_on_every_packet(
     expected = tshark_community_ids(capture(case))
     ours = packet_community_ids(dbs[case])
     assert ours, case
+    assert [(f, expected.get(f)) for f, _ in ours] == ours
+
+
+LAB_CAPTURES = sorted(
+    p
+    for p in (Path(__file__).resolve().parent.parent / "captures").rglob("*")
+    if p.suffix in (".pcap", ".pcapng")
+)
+
+
+@pytest.fixture(scope="module")
+def lab_db() -> Iterator[duckdb.DuckDBPyConnection]:
+    """All pcaps of the committed lab bundles in one database (source_file = bundle/node/file)."""
+    root = Path(__file__).resolve().parent.parent / "captures"
+    frames = {str(p.relative_to(root)): packets_frame(p) for p in LAB_CAPTURES}
+    con = flows_db(frames, bundle_id="lab")
+    yield con
+    con.close()
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize("path", LAB_CAPTURES, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_community_id_equals_tshark_on_every_lab_packet(
+    path: Path, lab_db: duckdb.DuckDBPyConnection
+) -> None:
+    source_file = str(path.relative_to(Path(__file__).resolve().parent.parent / "captures"))
+    expected = tshark_community_ids(path)
+    ours = [
+        (frame_no, cid)
+        for file, frame_no, cid in lab_db.sql(
+            """
+            select g.source_file, p.frame_no, f.community_id
+            from int_packets__annotated as p
+            join int_packets__grouped as g using (group_id)
+            join (
+                select group_id, conn_no, arg_min(frame_no, conn_idx) as first_frame_no
+                from int_packets__annotated
+                group by group_id, conn_no
+            ) as c using (group_id, conn_no)
+            join flows as f
+                on f.source_file = g.source_file
+                and f.first_frame_no = c.first_frame_no
+                and f.ip_proto = g.proto_num
+                and least(f.orig_h, f.resp_h) = least(g.a_ip, g.b_ip)
+                and greatest(f.orig_h, f.resp_h) = greatest(g.a_ip, g.b_ip)
+            order by p.frame_no
+            """
+        ).fetchall()
+        if file == source_file
+    ]
+    assert len(ours) > 0
+    assert len(ours) == len(expected), (len(ours), len(expected))
     assert [(f, expected.get(f)) for f, _ in ours] == ours
