@@ -265,13 +265,23 @@ class _Packet:
         row["tcp_flags_bits"] = tcp._off_flags & 0x0FFF
         row["window"] = tcp.win
         cut = l4 + doff > self.cap  # the options run past the captured bytes
-        options = dpkt.tcp.parse_opts(bytes(self.buf[l4 + 20 : min(l4 + doff, self.cap)]))
+        raw = bytes(self.buf[l4 + 20 : min(l4 + doff, self.cap)])
+        options = dpkt.tcp.parse_opts(raw)
+        at = 0  # where each option starts in `raw`
         for i, option in enumerate(options):
             if option is None or option[0] == dpkt.tcp.TCP_OPT_EOL:
                 break
             kind, data = option
             last_and_cut = cut and i == len(options) - 1
-            if kind == dpkt.tcp.TCP_OPT_TIMESTAMP and (len(data) == 8 or last_and_cut):
+            # why: dpkt slices an option whose length byte runs past the options; a timestamp
+            # option counts only when it says 10 bytes (as Wireshark and the fast path read it)
+            declared = raw[at + 1] if kind != dpkt.tcp.TCP_OPT_NOP and at + 1 < len(raw) else 1
+            at += max(2, declared) if kind != dpkt.tcp.TCP_OPT_NOP else 1
+            if (
+                kind == dpkt.tcp.TCP_OPT_TIMESTAMP
+                and declared == 10
+                and (len(data) == 8 or last_and_cut)
+            ):
                 if len(data) >= 4:
                     row["tsval"] = _U32(data, 0)[0]
                 if len(data) == 8:
