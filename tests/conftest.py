@@ -17,6 +17,10 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
+# the fresh_lab_bundles keys: "<mode>" on the seed's addressing plan, "<plan>/<mode>" on another
+FRESH_LAB_KEYS = ("iptables", "ipvs", "kubeadm/iptables", "kubeadm/ipvs")
+
+
 def _lab_unavailable() -> str | None:
     import os
     import shutil
@@ -31,7 +35,11 @@ def _lab_unavailable() -> str | None:
 
 @pytest.fixture(scope="session")
 def fresh_lab_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Freshly generated lab bundles (both modes) from the real kernel, made once per session."""
+    """Freshly generated lab bundles from the real kernel, made once per session.
+
+    Keys: ``iptables`` and ``ipvs`` (the seed's addressing plan), ``kubeadm/iptables`` and
+    ``kubeadm/ipvs`` (other CIDRs, node network and ports: nothing may depend on the seed's).
+    """
     import subprocess
     import sys
     from pathlib import Path
@@ -42,8 +50,9 @@ def fresh_lab_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obj
     repo = Path(__file__).resolve().parent.parent
     root = tmp_path_factory.mktemp("fresh-lab")
     bundles: dict[str, object] = {}
-    for mode in ("iptables", "ipvs"):
-        out = root / f"lab-{mode}"
+    for key in FRESH_LAB_KEYS:
+        plan, _, mode = key.rpartition("/")
+        out = root / f"lab-{key.replace('/', '-')}"
         subprocess.run(
             [
                 sys.executable,
@@ -54,12 +63,14 @@ def fresh_lab_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obj
                 str(out),
                 "--requests",
                 "20",
+                "--plan",
+                plan or "kind",
             ],
             check=True,
             capture_output=True,
             timeout=300,
         )
-        bundles[mode] = out
+        bundles[key] = out
     return bundles
 
 

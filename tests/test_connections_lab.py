@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.conftest import FRESH_LAB_KEYS
 from tests.connections_checks import (
     analyze,
     check_clock_offsets,
@@ -125,16 +126,16 @@ def test_skewed_node_clock_is_measured_and_links_still_hold(tmp_path: Path) -> N
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("key", FRESH_LAB_KEYS)
 def test_fresh_bundle_with_conntrack(
-    mode: str, fresh_lab_bundles: dict[str, Path], analyzed: Analyzed
+    key: str, fresh_lab_bundles: dict[str, Path], analyzed: Analyzed
 ) -> None:
-    check_with_conntrack(fresh_lab_bundles[mode], analyzed)
+    check_with_conntrack(fresh_lab_bundles[key], analyzed)
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("key", FRESH_LAB_KEYS)
 def test_fresh_bundle_pcaps_only(
-    mode: str, fresh_lab_bundles: dict[str, Path], tmp_path: Path
+    key: str, fresh_lab_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    check_pcaps_only(fresh_lab_bundles[mode], tmp_path)
+    check_pcaps_only(fresh_lab_bundles[key], tmp_path)

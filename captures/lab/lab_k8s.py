@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lab_model import K8S_VERSION, POD_CIDR, Cluster, Node, Pod, Service, short_hash
+from lab_model import K8S_VERSION, Cluster, Node, Pod, Service, short_hash
 
 Obj = dict[str, Any]
 ZONES = {"control-plane": "ap-northeast-2a", "worker": "ap-northeast-2a"}
@@ -188,12 +188,12 @@ def endpointslice_obj(cluster: Cluster, svc: Service, created: datetime, rv: int
     }
 
 
-def kube_proxy_configmap(ipvs_like: bool, created: datetime) -> Obj:
+def kube_proxy_configmap(ipvs_like: bool, pod_cidr: str, created: datetime) -> Obj:
     mode = "ipvs" if ipvs_like else "iptables"
     config = "\n".join(
         [
             "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
-            f"clusterCIDR: {POD_CIDR}",
+            f"clusterCIDR: {pod_cidr}",
             "iptables:",
             "  masqueradeAll: false",
             "  masqueradeBit: null",
@@ -237,7 +237,9 @@ def write_cluster(cluster: Cluster, folder: Path, ipvs_like: bool, kernel: str) 
                 for i, s in enumerate(cluster.services)
             ]
         ),
-        "configmap-kube-proxy.json": kube_proxy_configmap(ipvs_like, created),
+        "configmap-kube-proxy.json": kube_proxy_configmap(
+            ipvs_like, cluster.plan.pod_cidr, created
+        ),
     }
     for name, obj in files.items():
         # kubectl prints objects as maps: keys sorted, four-space indent

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from lab_model import POD_CIDR
-
 MASQ_MARK = "0x4000"
 
 
@@ -58,7 +56,7 @@ def kubelet_firewall_rule() -> str:
     )
 
 
-def kind_masq_agent() -> tuple[list[str], list[str]]:
+def kind_masq_agent(pod_cidr: str) -> tuple[list[str], list[str]]:
     """kindnet's masquerade agent: (POSTROUTING jump, KIND-MASQ-AGENT chain rules)."""
     jump = [
         '-A POSTROUTING -m comment --comment "kind-masq-agent: ensure nat POSTROUTING directs all '
@@ -67,7 +65,7 @@ def kind_masq_agent() -> tuple[list[str], list[str]]:
     ]
     chain = [
         '-A KIND-MASQ-AGENT -m comment --comment "kind-masq-agent: local traffic is not subject to '
-        f'MASQUERADE" -d {POD_CIDR} -j RETURN',
+        f'MASQUERADE" -d {pod_cidr} -j RETURN',
         '-A KIND-MASQ-AGENT -m comment --comment "kind-masq-agent: outbound traffic is subject to '
         'MASQUERADE (must be last in chain)" -j MASQUERADE',
     ]

@@ -22,7 +22,7 @@ from lab_kproxy_common import (
     sep_chain,
     svc_chain,
 )
-from lab_model import POD_CIDR, Cluster, Node
+from lab_model import Cluster, Node
 
 
 def restore_text(cluster: Cluster, node: Node) -> str:
@@ -90,8 +90,8 @@ def _nat(cluster: Cluster) -> list[str]:
             services.append(f'-A KUBE-SERVICES -m comment --comment "{name} cluster IP" {match}')
             services[-1] += f" -j {svc_c}"
             svcs.append(
-                f'-A {svc_c} -m comment --comment "{name} cluster IP" {match} ! -s {POD_CIDR} '
-                "-j KUBE-MARK-MASQ"
+                f'-A {svc_c} -m comment --comment "{name} cluster IP" {match} '
+                f"! -s {cluster.plan.pod_cidr} -j KUBE-MARK-MASQ"
             )
             if port.node_port is not None:
                 ext_c = ext_chain(name, proto)
@@ -123,7 +123,7 @@ def _nat(cluster: Cluster) -> list[str]:
         '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
         'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS'
     )
-    masq_jump, masq_chain = kind_masq_agent()
+    masq_jump, masq_chain = kind_masq_agent(cluster.plan.pod_cidr)
     return [
         "*nat",
         *chain_decls(NAT_BUILTIN, chains),

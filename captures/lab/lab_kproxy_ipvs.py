@@ -31,7 +31,7 @@ from lab_kproxy_common import (
     postrouting_masq,
     short_chain,
 )
-from lab_model import POD_CIDR, Cluster, Endpoint, Node
+from lab_model import Cluster, Endpoint, Node
 
 EMULATION_CHAIN = "NATLENS-IPVS"
 
@@ -111,7 +111,7 @@ def ipset_members(cluster: Cluster, node: Node) -> list[tuple[str, str]]:
 def restore_text(cluster: Cluster, node: Node) -> str:
     """mangle + filter + nat tables (iptables-nft) as kube-proxy's IPVS proxier leaves them."""
     used = {name for name, _ in ipset_members(cluster, node)}
-    lines = mangle_table(with_proxy_canary=False) + _filter() + _nat(used)
+    lines = mangle_table(with_proxy_canary=False) + _filter() + _nat(used, cluster.plan.pod_cidr)
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +155,7 @@ def _filter() -> list[str]:
     ]
 
 
-def _nat(used_sets: set[str]) -> list[str]:
+def _nat(used_sets: set[str], pod_cidr: str) -> list[str]:
     chains = ["KIND-MASQ-AGENT", "KUBE-KUBELET-CANARY", "KUBE-LOAD-BALANCER", "KUBE-MARK-MASQ"]
     chains += ["KUBE-NODE-PORT", "KUBE-POSTROUTING", "KUBE-SERVICES"]
     loop_back = []
@@ -172,7 +172,7 @@ def _nat(used_sets: set[str]) -> list[str]:
         for proto in ("tcp", "udp")
         if f"KUBE-NODE-PORT-{proto.upper()}" in used_sets
     ]
-    masq_jump, masq_chain = kind_masq_agent()
+    masq_jump, masq_chain = kind_masq_agent(pod_cidr)
     return [
         "*nat",
         *chain_decls(NAT_BUILTIN, chains),
@@ -184,7 +184,7 @@ def _nat(used_sets: set[str]) -> list[str]:
         "-A KUBE-SERVICES -s 127.0.0.0/8 -j RETURN",
         '-A KUBE-SERVICES -m comment --comment "Kubernetes service cluster ip + port for '
         'masquerade purpose" -m set --match-set KUBE-CLUSTER-IP dst,dst '
-        f"! -s {POD_CIDR} -j KUBE-MARK-MASQ",
+        f"! -s {pod_cidr} -j KUBE-MARK-MASQ",
         "-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODE-PORT",
         "-A KUBE-LOAD-BALANCER -j KUBE-MARK-MASQ",
         "-A KUBE-SERVICES -m set --match-set KUBE-CLUSTER-IP dst,dst -j ACCEPT",

@@ -1,8 +1,11 @@
 """The lab cluster: every name and address, the services, their endpoints and the scenarios.
 
 Everything here is deterministic: the same names, addresses, MACs and veth names on every run.
-The shape follows the seed write-up (kind cluster ``myk8s``, kindnet ptp routing, pod CIDR
-10.10.0.0/16, service CIDR 10.200.1.0/24, node network 172.18.0.0/16).
+The shape follows the seed write-up (kind cluster ``myk8s``, kindnet ptp routing). The addresses
+come from an addressing plan: ``kind`` is the seed's (pod CIDR 10.10.0.0/16, service CIDR
+10.200.1.0/24, node network 172.18.0.0/16); ``kubeadm`` is kubeadm's and minikube's defaults (pod
+CIDR 10.244.0.0/16, service CIDR 10.96.0.0/12, node network 192.168.49.0/24), with other ports and
+pod host numbers, so that tests show natlens assumes none of the seed's numbers.
 """
 
 from __future__ import annotations
@@ -12,10 +15,6 @@ import ipaddress
 from dataclasses import dataclass
 
 CLUSTER_NAME = "myk8s"
-POD_CIDR = "10.10.0.0/16"
-SERVICE_CIDR = "10.200.1.0/24"
-NODE_NET = "172.18.0.0/16"
-NODE_GATEWAY = "172.18.0.1"  # the docker bridge address of the kind network
 K8S_VERSION = "v1.31.0"
 HTTP_TARGET_PORT = 80
 UDP_TARGET_PORT = 5005
@@ -30,6 +29,60 @@ def mac_for(key: str) -> str:
     raw = bytearray(hashlib.sha256(f"mac:{key}".encode()).digest()[:6])
     raw[0] = (raw[0] & 0xFC) | 0x02
     return ":".join(f"{b:02x}" for b in raw)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An addressing plan: every address and port number of the lab cluster."""
+
+    name: str
+    pod_cidr: str
+    service_cidr: str
+    node_net: str
+    node_gateway: str  # the docker bridge address of the kind network
+    node_ips: tuple[str, str, str, str]  # control-plane, worker, worker2, worker3
+    node_pod_cidrs: tuple[str, str, str, str]  # same order
+    pod_ips: tuple[str, str, str, str]  # net-pod (control-plane), webpod1..3 (worker..worker3)
+    service_ips: tuple[str, str, str]  # kubernetes, svc-clusterip, svc-udp
+    external_ip: str
+    http_port: int  # svc-clusterip's port
+    node_port: int
+
+    @property
+    def node_prefixlen(self) -> str:
+        return self.node_net.split("/")[1]
+
+
+PLANS = {
+    "kind": Plan(
+        "kind",
+        "10.10.0.0/16",
+        "10.200.1.0/24",
+        "172.18.0.0/16",
+        "172.18.0.1",
+        ("172.18.0.4", "172.18.0.5", "172.18.0.2", "172.18.0.3"),
+        ("10.10.0.0/24", "10.10.2.0/24", "10.10.1.0/24", "10.10.3.0/24"),
+        ("10.10.0.5", "10.10.2.2", "10.10.1.2", "10.10.3.2"),
+        ("10.200.1.1", "10.200.1.216", "10.200.1.100"),
+        "172.18.0.6",
+        9000,
+        30001,
+    ),
+    "kubeadm": Plan(
+        "kubeadm",
+        "10.244.0.0/16",
+        "10.96.0.0/12",
+        "192.168.49.0/24",
+        "192.168.49.1",
+        ("192.168.49.2", "192.168.49.3", "192.168.49.4", "192.168.49.5"),
+        ("10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24"),
+        ("10.244.0.17", "10.244.1.23", "10.244.2.31", "10.244.3.9"),
+        ("10.96.0.1", "10.103.45.17", "10.110.3.9"),
+        "192.168.49.100",
+        8080,
+        31080,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -135,6 +188,7 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Cluster:
+    plan: Plan
     nodes: tuple[Node, ...]
     pods: tuple[Pod, ...]
     services: tuple[Service, ...]
@@ -179,26 +233,27 @@ class Cluster:
         return any(n.gateway == ip for n in self.nodes)
 
 
-def build_cluster() -> Cluster:
+def build_cluster(plan: Plan) -> Cluster:
+    n_ip, n_cidr, p_ip, s_ip = plan.node_ips, plan.node_pod_cidrs, plan.pod_ips, plan.service_ips
     nodes = (
-        Node(f"{CLUSTER_NAME}-control-plane", "172.18.0.4", "10.10.0.0/24", "control-plane", "cp"),
-        Node(f"{CLUSTER_NAME}-worker", "172.18.0.5", "10.10.2.0/24", "worker", "w1"),
-        Node(f"{CLUSTER_NAME}-worker2", "172.18.0.2", "10.10.1.0/24", "worker", "w2"),
-        Node(f"{CLUSTER_NAME}-worker3", "172.18.0.3", "10.10.3.0/24", "worker", "w3"),
+        Node(f"{CLUSTER_NAME}-control-plane", n_ip[0], n_cidr[0], "control-plane", "cp"),
+        Node(f"{CLUSTER_NAME}-worker", n_ip[1], n_cidr[1], "worker", "w1"),
+        Node(f"{CLUSTER_NAME}-worker2", n_ip[2], n_cidr[2], "worker", "w2"),
+        Node(f"{CLUSTER_NAME}-worker3", n_ip[3], n_cidr[3], "worker", "w3"),
     )
     web = (("app", "webpod"),)
     pods = (
-        Pod("net-pod", "default", nodes[0].name, "10.10.0.5", (), False, "netpod"),
-        Pod("webpod1", "default", nodes[1].name, "10.10.2.2", web, True, "web1"),
-        Pod("webpod2", "default", nodes[2].name, "10.10.1.2", web, True, "web2"),
-        Pod("webpod3", "default", nodes[3].name, "10.10.3.2", web, True, "web3"),
+        Pod("net-pod", "default", nodes[0].name, p_ip[0], (), False, "netpod"),
+        Pod("webpod1", "default", nodes[1].name, p_ip[1], web, True, "web1"),
+        Pod("webpod2", "default", nodes[2].name, p_ip[2], web, True, "web2"),
+        Pod("webpod3", "default", nodes[3].name, p_ip[3], web, True, "web3"),
     )
     services = (
         Service(
             "default",
             "kubernetes",
             "ClusterIP",
-            "10.200.1.1",
+            s_ip[0],
             (ServicePort("https", "tcp", 443, 6443),),
             None,
             (nodes[0].ip,),
@@ -207,43 +262,43 @@ def build_cluster() -> Cluster:
             "default",
             "svc-clusterip",
             "NodePort",
-            "10.200.1.216",
-            (ServicePort("svc-webport", "tcp", 9000, HTTP_TARGET_PORT, 30001),),
+            s_ip[1],
+            (ServicePort("svc-webport", "tcp", plan.http_port, HTTP_TARGET_PORT, plan.node_port),),
             web,
         ),
         Service(
             "default",
             "svc-udp",
             "ClusterIP",
-            "10.200.1.100",
+            s_ip[2],
             (ServicePort("svc-udpport", "udp", UDP_TARGET_PORT, UDP_TARGET_PORT),),
             web,
         ),
     )
-    external = External("mypc", "172.18.0.6", "mypc")
+    external = External("mypc", plan.external_ip, "mypc")
     cp, w1 = nodes[0].name, nodes[1].name
     scenarios = (
         Scenario(
             "pod-clusterip",
             "net-pod",
             "tcp",
-            "10.200.1.216",
-            9000,
+            s_ip[1],
+            plan.http_port,
             "svc-clusterip",
             "svc-webport",
             cp,
-            "net-pod -> ClusterIP 10.200.1.216:9000 (DNAT on the client's node, no SNAT)",
+            f"net-pod -> ClusterIP {s_ip[1]}:{plan.http_port} (DNAT on the client's node, no SNAT)",
         ),
         Scenario(
             "external-nodeport",
             "mypc",
             "tcp",
             nodes[1].ip,
-            30001,
+            plan.node_port,
             "svc-clusterip",
             "svc-webport",
             w1,
-            "mypc -> NodePort 172.18.0.5:30001 (SNAT to the node IP or, for the local "
+            f"mypc -> NodePort {n_ip[1]}:{plan.node_port} (SNAT to the node IP or, for the local "
             "backend, to the pod gateway)",
         ),
         Scenario(
@@ -251,18 +306,19 @@ def build_cluster() -> Cluster:
             "net-pod",
             "tcp",
             nodes[1].gateway,
-            30001,
+            plan.node_port,
             "svc-clusterip",
             "svc-webport",
             w1,
-            "net-pod -> NodePort on myk8s-worker's pod gateway 10.10.2.1:30001 (the seed's case)",
+            f"net-pod -> NodePort on myk8s-worker's pod gateway "
+            f"{nodes[1].gateway}:{plan.node_port} (the seed's case)",
         ),
         Scenario(
             "hairpin-clusterip",
             "webpod1",
             "tcp",
-            "10.200.1.216",
-            9000,
+            s_ip[1],
+            plan.http_port,
             "svc-clusterip",
             "svc-webport",
             w1,
@@ -272,15 +328,16 @@ def build_cluster() -> Cluster:
             "pod-clusterip-udp",
             "net-pod",
             "udp",
-            "10.200.1.100",
+            s_ip[2],
             UDP_TARGET_PORT,
             "svc-udp",
             "svc-udpport",
             cp,
-            "net-pod -> UDP ClusterIP 10.200.1.100:5005 (one datagram and one reply each)",
+            f"net-pod -> UDP ClusterIP {s_ip[2]}:{UDP_TARGET_PORT} "
+            "(one datagram and one reply each)",
         ),
     )
-    return Cluster(nodes, pods, services, external, scenarios)
+    return Cluster(plan, nodes, pods, services, external, scenarios)
 
 
-CLUSTER = build_cluster()
+CLUSTER = build_cluster(PLANS["kind"])

@@ -2,10 +2,11 @@
 
 Layout (kind-like, kindnet ptp routing):
 
-- ``<prefix>-net``: the "docker network": a bridge holding 172.18.0.1/16, one port per node and
+- ``<prefix>-net``: the "docker network": a bridge holding the plan's node gateway (kind:
+  172.18.0.1/16), one port per node and
   one for the external client. It does not forward (ip_forward=0) and has no other interface,
   so no packet can leave the lab.
-- one namespace per node: ``eth0`` on the bridge (172.18.0.X/16, default via 172.18.0.1), one
+- one namespace per node: ``eth0`` on the bridge (kind: 172.18.0.X/16, default via 172.18.0.1), one
   veth per pod holding the pod gateway as /32, a host route per pod, and a route per other
   node's pod CIDR via that node's IP.
 - one namespace per pod: ``eth0`` with the pod IP /24 and the ptp routes (gateway .1).
@@ -17,12 +18,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from lab_model import NODE_GATEWAY, NODE_NET, Cluster, Node, Pod, mac_for, short_hash
+from lab_model import Cluster, Node, Pod, mac_for, short_hash
 from lab_sh import LabError, ip_batch, run, sysctl
 
 NET_KEY = "net"
 BRIDGE = "br-" + short_hash("kind", 12)  # docker names network bridges br-<12 hex of the id>
-NODE_PREFIXLEN = NODE_NET.split("/")[1]
 
 
 def default_prefix() -> str:
@@ -98,12 +98,13 @@ class Topology:
             sysctl(self.ns(key), settings)
 
     def _node_network(self) -> None:
+        plan = self.cluster.plan
         net = self.ns(NET_KEY)
         cmds = [
             "link set lo up",
             f"link add {BRIDGE} type bridge",
             f"link set {BRIDGE} address {mac_for('bridge')}",
-            f"addr add {NODE_GATEWAY}/{NODE_PREFIXLEN} dev {BRIDGE}",
+            f"addr add {plan.node_gateway}/{plan.node_prefixlen} dev {BRIDGE}",
             f"link set {BRIDGE} up",
         ]
         for key in [*(n.key for n in self.cluster.nodes), self.cluster.external.key]:
@@ -121,19 +122,20 @@ class Topology:
             [
                 "link set lo up",
                 f"link set eth0 address {ext.mac}",
-                f"addr add {ext.ip}/{NODE_PREFIXLEN} dev eth0",
+                f"addr add {ext.ip}/{plan.node_prefixlen} dev eth0",
                 "link set eth0 up",
-                f"route add default via {NODE_GATEWAY} dev eth0",
+                f"route add default via {plan.node_gateway} dev eth0",
             ],
         )
 
     def _node(self, node: Node) -> None:
+        plan = self.cluster.plan
         cmds = [
             "link set lo up",
             f"link set eth0 address {node.mac}",
-            f"addr add {node.ip}/{NODE_PREFIXLEN} dev eth0",
+            f"addr add {node.ip}/{plan.node_prefixlen} dev eth0",
             "link set eth0 up",
-            f"route add default via {NODE_GATEWAY} dev eth0",
+            f"route add default via {plan.node_gateway} dev eth0",
         ]
         for pod in self.cluster.pods_on(node.name):
             cmds += [

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from lab_capture import EVENTS_CMD, EVENTS_FILE, STATE_DUMPS, tcpdump_cmd
-from lab_model import POD_CIDR, SERVICE_CIDR, Cluster
+from lab_model import Cluster
 
 SHOWN = "myk8s-worker"  # the node whose emulation rules the README prints
 
@@ -30,6 +30,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render(cluster: Cluster, info: RunInfo, rows: list[dict[str, str]]) -> str:
     mode = "IPVS-like (ipset rules, emulated IPVS)" if info.ipvs_like else "iptables"
+    plan = cluster.plan
     lines = [
         f"# {info.bundle}: a real-kernel capture of a kind-like cluster, kube-proxy {mode} mode",
         "",
@@ -45,10 +46,11 @@ def render(cluster: Cluster, info: RunInfo, rows: list[dict[str, str]]) -> str:
         "the traffic below; nothing was edited afterwards."
         + (" Exception: `ipvsadm-Ln.txt` is synthetic (see below)." if info.ipvs_like else ""),
         "",
-        "## Cluster (same names and addresses as the seed write-up)",
+        "## Cluster (same names as the seed write-up)",
         "",
-        f"Pod CIDR {POD_CIDR}, service CIDR {SERVICE_CIDR}, node network 172.18.0.0/16 "
-        f"(bridge 172.18.0.1), external client {cluster.external.name} {cluster.external.ip}.",
+        f"Addressing plan `{plan.name}`: pod CIDR {plan.pod_cidr}, service CIDR "
+        f"{plan.service_cidr}, node network {plan.node_net} (bridge {plan.node_gateway}), "
+        f"external client {cluster.external.name} {cluster.external.ip}.",
         "",
     ]
     node_rows = []

@@ -32,7 +32,7 @@ import lab_kproxy_ipvs
 import lab_readme
 import lab_truth
 from lab_capture import Recorder, dump_state
-from lab_model import CLUSTER, Cluster
+from lab_model import PLANS, Cluster, build_cluster
 from lab_netns import Topology
 from lab_sh import LabError, in_ns, run, run_in
 
@@ -51,6 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.add_argument("--keep", action="store_true", help="leave namespaces for debugging")
     parser.add_argument("--prefix", help="namespace name prefix (default nl<pid>)")
+    parser.add_argument(
+        "--plan",
+        choices=sorted(PLANS),
+        default="kind",
+        help="addressing plan (default kind: the seed write-up's addresses)",
+    )
     return parser.parse_args(argv)
 
 
@@ -188,6 +194,7 @@ def record_bundle(topo: Topology, stage: Path, args: argparse.Namespace) -> list
 
 def _cli_args(args: argparse.Namespace) -> list[str]:
     out = ["--mode", args.mode, "--out", str(args.out)]
+    out += ["--plan", args.plan] if args.plan != "kind" else []
     return out + (["--requests", str(args.requests)] if args.requests != 30 else [])
 
 
@@ -203,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} exists and is not empty (use --force to replace it)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _raise_on_signal)
-    topo = Topology(CLUSTER, ipvs_like, **({"prefix": args.prefix} if args.prefix else {}))
+    cluster = build_cluster(PLANS[args.plan])
+    topo = Topology(cluster, ipvs_like, **({"prefix": args.prefix} if args.prefix else {}))
     stage = out.parent / f".{out.name}.staging"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)

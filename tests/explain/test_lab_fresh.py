@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import FRESH_LAB_KEYS
 from tests.explain.test_lab_snat_decisions import Analyzed, analyze, check_bundle, check_shares
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
+@pytest.mark.parametrize("key", FRESH_LAB_KEYS)
 def test_fresh_lab_bundle_snat_predicted_for_every_translation(
-    mode: str, fresh_lab_bundles: dict[str, Path], analyzed: Analyzed
+    key: str, fresh_lab_bundles: dict[str, Path], analyzed: Analyzed
 ) -> None:
-    bundle = fresh_lab_bundles[mode]
+    bundle = fresh_lab_bundles[key]
     con = analyze(bundle, analyzed)
     try:
         check_bundle(bundle, con)

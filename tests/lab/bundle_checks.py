@@ -22,7 +22,7 @@ from pathlib import Path
 import dpkt
 import lab_kproxy_ipvs
 import lab_truth
-from lab_model import CLUSTER
+from lab_model import PLANS, Cluster, build_cluster
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_LINUX_SLL2 = 276
@@ -106,32 +106,40 @@ def pcap_tuples(path: Path) -> set[tuple[str, Tuple4]]:
     return found
 
 
-def node_files(node: str, ipvs_like: bool) -> list[str]:
-    pods = [p for p in CLUSTER.pods if p.node == node]
+def node_files(cluster: Cluster, node: str, ipvs_like: bool) -> list[str]:
+    pods = cluster.pods_on(node)
     files = STATE_FILES + ["ipset.txt", "eth0.pcap", "any.pcap"] + [f"{p.veth}.pcap" for p in pods]
     return files + (["ipvsadm-Ln.txt"] if ipvs_like else [])
 
 
 def check_bundle(
-    bundle: Path, ipvs_like: bool, requests_per_scenario: int, *, tshark: bool = False
+    bundle: Path,
+    ipvs_like: bool,
+    requests_per_scenario: int,
+    *,
+    tshark: bool = False,
+    plan: str = "kind",
 ) -> None:
     """Raise AssertionError with a precise message on the first thing that is wrong.
 
     ``tshark=True`` also has every pcap read by ``tshark -r`` (slow: about a second each).
+    ``plan`` is the addressing plan the bundle was made with (make_bundle.py --plan).
     """
+    cluster = build_cluster(PLANS[plan])
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
     assert size < MAX_BUNDLE_BYTES, f"{bundle} is {size} bytes"
     readme = (bundle / "README.md").read_text()
     assert "make_bundle.py" in readme and ("SYNTHETIC" in readme) == ipvs_like
+    assert f"Addressing plan `{plan}`" in readme or (plan == "kind" and "seed write-up" in readme)
     for name in CLUSTER_FILES:
         obj = json.loads((bundle / "cluster" / name).read_text())
         assert obj.get("kind") in ("List", "ConfigMap"), name
     mode = json.loads((bundle / "cluster" / "configmap-kube-proxy.json").read_text())
     assert f"mode: {'ipvs' if ipvs_like else 'iptables'}" in mode["data"]["config.conf"]
     pcaps = []
-    for node in CLUSTER.nodes:
+    for node in cluster.nodes:
         folder = bundle / node.name
-        for name in node_files(node.name, ipvs_like):
+        for name in node_files(cluster, node.name, ipvs_like):
             path = folder / name
             empty_ok = name == "ipset.txt" and not ipvs_like
             assert path.is_file() and (empty_ok or path.stat().st_size > 0), f"{path} missing/empty"
@@ -143,10 +151,10 @@ def check_bundle(
     if tshark:
         _check_tshark_reads(pcaps)
     rows = read_rows(bundle)
-    assert len(rows) == requests_per_scenario * len(CLUSTER.scenarios), len(rows)
-    _check_rows_against_kernel(bundle, rows)
+    assert len(rows) == requests_per_scenario * len(cluster.scenarios), len(rows)
+    _check_rows_against_kernel(cluster, bundle, rows)
     if ipvs_like:
-        _check_ipvs(bundle, rows, requests_per_scenario)
+        _check_ipvs(cluster, bundle, rows, requests_per_scenario)
 
 
 def _tshark_read(path: Path) -> tuple[Path, int, str]:
@@ -183,18 +191,18 @@ def _check_rules(folder: Path, ipvs_like: bool) -> None:
         assert "-j KUBE-EXT-" in save and "-A KUBE-NODEPORTS " in save
 
 
-def _check_rows_against_kernel(bundle: Path, rows: list[dict[str, str]]) -> None:
+def _check_rows_against_kernel(cluster: Cluster, bundle: Path, rows: list[dict[str, str]]) -> None:
     tables = {
         n.name: conntrack_entries((bundle / n.name / "conntrack.txt").read_text())
-        for n in CLUSTER.nodes
+        for n in cluster.nodes
     }
     extended = {
         n.name: conntrack_entries((bundle / n.name / "conntrack-extended.txt").read_text())
-        for n in CLUSTER.nodes
+        for n in cluster.nodes
     }
-    events = {n.name: (bundle / n.name / "conntrack-events.txt").read_text() for n in CLUSTER.nodes}
-    packets = {n.name: pcap_tuples(bundle / n.name / "any.pcap") for n in CLUSTER.nodes}
-    scenarios = {s.name: s for s in CLUSTER.scenarios}
+    events = {n.name: (bundle / n.name / "conntrack-events.txt").read_text() for n in cluster.nodes}
+    packets = {n.name: pcap_tuples(bundle / n.name / "any.pcap") for n in cluster.nodes}
+    scenarios = {s.name: s for s in cluster.scenarios}
     for row in rows:
         rid, node = row["request_id"], row["dnat_node"]
         client = (row["client_ip"], int(row["client_port"]))
@@ -215,19 +223,21 @@ def _check_rows_against_kernel(bundle: Path, rows: list[dict[str, str]]) -> None
         assert (proto, (*client, *dialed)) in packets[node], f"request {rid}: pre-NAT packet"
         assert (proto, (*remote, *backend)) in packets[node], f"request {rid}: post-NAT packet"
         expected = lab_truth.expected_snat_class(
-            CLUSTER, scenarios[row["scenario"]], row["backend_pod"]
+            cluster, scenarios[row["scenario"]], row["backend_pod"]
         )
         assert row["snat_class"] == expected, f"request {rid}: {row['snat_class']} != {expected}"
 
 
-def _check_ipvs(bundle: Path, rows: list[dict[str, str]], per_scenario: int) -> None:
+def _check_ipvs(
+    cluster: Cluster, bundle: Path, rows: list[dict[str, str]], per_scenario: int
+) -> None:
     """Round robin is exact, and ipvsadm's counters agree with the requests."""
-    for scenario in CLUSTER.scenarios:
+    for scenario in cluster.scenarios:
         got = Counter(r["backend_pod"] for r in rows if r["scenario"] == scenario.name)
         assert sorted(got.values()) == [per_scenario // 3] * 3, f"{scenario.name}: {got}"
-    for node in CLUSTER.nodes:
+    for node in cluster.nodes:
         listed = ipvsadm_totals((bundle / node.name / "ipvsadm-Ln.txt").read_text())
-        for vs in lab_kproxy_ipvs.virtual_services(CLUSTER, node):
+        for vs in lab_kproxy_ipvs.virtual_services(cluster, node):
             want = sum(
                 1
                 for r in rows

@@ -47,24 +47,30 @@ def _root_links() -> set[str]:
     return {line.split(":")[1].strip() for line in out.stdout.splitlines()}
 
 
-def _generate(out: Path, mode: str, prefix: str) -> subprocess.CompletedProcess[str]:
+def _generate(
+    out: Path, mode: str, prefix: str, plan: str = "kind"
+) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(LAB_DIR / "make_bundle.py"), "--mode", mode, "--out", str(out)]
-    cmd += ["--requests", str(REQUESTS), "--prefix", prefix]
+    cmd += ["--requests", str(REQUESTS), "--prefix", prefix, "--plan", plan]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.parametrize("mode", ["iptables", "ipvs"])
-def test_fresh_bundle_is_complete_and_matches_the_kernel(tmp_path: Path, mode: str) -> None:
-    prefix = f"nlt{os.getpid()}{mode[:3]}"
+@pytest.mark.parametrize(
+    ("plan", "mode"), [("kind", "iptables"), ("kind", "ipvs"), ("kubeadm", "iptables")]
+)
+def test_fresh_bundle_is_complete_and_matches_the_kernel(
+    tmp_path: Path, plan: str, mode: str
+) -> None:
+    prefix = f"nlt{os.getpid()}{plan[:2]}{mode[:3]}"
     links_before = _root_links()
     started = time.monotonic()
-    proc = _generate(tmp_path / f"lab-{mode}", mode, prefix)
+    proc = _generate(tmp_path / f"lab-{mode}", mode, prefix, plan)
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert elapsed < 120, f"generator took {elapsed:.0f}s"
     assert not {n for n in _namespaces() if n.startswith(prefix)}, "namespaces left behind"
     assert _root_links() == links_before, "the generator touched the root namespace's links"
-    check_bundle(tmp_path / f"lab-{mode}", mode == "ipvs", REQUESTS, tshark=True)
+    check_bundle(tmp_path / f"lab-{mode}", mode == "ipvs", REQUESTS, tshark=True, plan=plan)
 
 
 def test_generator_tears_down_when_killed(tmp_path: Path) -> None:
