@@ -26,6 +26,8 @@ CHECK_PREFIX = "check_"
 _HEADER_KEY = re.compile(r"^--\s*(question|grain|inputs|materialized)\s*:\s*(.*)$")
 LIVE_SUFFIX = "__live"
 MATERIALIZED_LOG = "natlens_materialized"
+MEMORY_LIMIT_VARIABLE = "natlens_memory_limit"
+"""DuckDB variable holding --memory-limit as given (unset: DuckDB's default is in force)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def connect(path: str | Path, memory_limit: str | None = None) -> duckdb.DuckDBP
     if memory_limit is not None:
         try:
             con.execute(f"SET memory_limit = {_quote(memory_limit)}")
+            # the limit as given, for code that lowers it for a while and then restores it
+            con.execute(f"SET VARIABLE {MEMORY_LIMIT_VARIABLE} = {_quote(memory_limit)}")
             # why: DuckDB's advice for staying under a limit; materialised tables have no
             # meaningful row order (every view that shows rows orders them itself)
             con.execute("SET preserve_insertion_order = false")

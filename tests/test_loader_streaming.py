@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipeline import loader
@@ -13,6 +14,7 @@ from pipeline.bundle import discover
 from pipeline.db import connect
 from pipeline.ingest.pcap import read_capture
 from pipeline.prefetch import prefetch
+from pipeline.schemas import RAW_PACKETS
 
 REPO = Path(__file__).resolve().parent.parent
 PCAP = REPO / "captures" / "lab-iptables" / "myk8s-worker" / "any.pcap"
@@ -99,4 +101,44 @@ def test_a_load_cut_short_is_listed_as_loading_and_redone(
     assert outcome.status == "loaded"
     assert _count(con, "select count(*) from raw_packets") == outcome.records_parsed > partial
     assert _count(con, "select count(*) from raw_ingest_files") == 1
+    con.close()
+
+
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    [(limit,)] = con.execute("select current_setting('memory_limit')").fetchall()
+    return str(limit)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("18.8 GiB", 18.8 * 2**30), ("244.1 MiB", 244.1 * 2**20), ("600MB", 600e6), ("0 bytes", 0)],
+)
+def test_duckdb_sizes_are_read_in_bytes(text: str, expected: float) -> None:
+    assert loader._setting_bytes(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("limit", [None, "2GB", "100MB"])
+def test_a_capture_streams_in_under_a_capped_memory_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: str | None
+) -> None:
+    """While a capture streams in, DuckDB's limit is at most the load cap (a lower one is kept);
+    afterwards the limit in force before is back."""
+    con = connect(tmp_path / "n.duckdb", memory_limit=limit)
+    before = _memory_limit(con)
+    seen: list[str] = []
+    insert = loader._insert
+
+    def watched_insert(con: duckdb.DuckDBPyConnection, schema: object, *args: object) -> None:
+        if schema is RAW_PACKETS:
+            seen.append(_memory_limit(con))
+        insert(con, schema, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loader, "_insert", watched_insert)
+    [f] = discover([PCAP], node="myk8s-worker")
+    outcome = loader.load_file(con, f)
+    assert outcome.status == "loaded", outcome.reason
+    capped = min(loader._setting_bytes(before) or 0, loader.LOAD_MEMORY_LIMIT_BYTES)
+    assert seen
+    assert [loader._setting_bytes(s) for s in seen] == [pytest.approx(capped, rel=1e-3)] * len(seen)
+    assert _memory_limit(con) == before
     con.close()
