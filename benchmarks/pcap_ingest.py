@@ -14,6 +14,10 @@ each in its own child process so its peak RSS can be read (os.wait4):
             computes afterwards (flows and connections materialised, SNAT explanations, checks);
 - tshark:   `tshark -r FILE -T fields -E separator=,` exporting the same per-packet columns to
             a CSV file.
+- fixed costs of the design, each timed alone: importing the CLI; creating a new database
+            (tables, views, empty materialised tables); DuckDB's append of the packets, decoded
+            beforehand (load_file with the decode taken out, then a checkpoint). Their sum is
+            printed against the 20x budget (tshark's time / 20).
 
 - memory:   with --memory-gb N, a second capture of about N GB is generated and loaded
             (decode + DuckDB, as `load`) to read its peak RSS (target: under 1 GiB for 1 GB);
@@ -34,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+FIXED = ("import the CLI", "new database (DDL)", "DuckDB append only")
+"""The runs that time one fixed cost of the design each (their work, without the others)."""
 
 TSHARK_FIELDS = (
     "frame.number frame.time_epoch frame.len frame.cap_len sll.pkttype sll.ifindex vlan.id "
@@ -59,6 +65,39 @@ from pipeline.ingest.pcap import read_capture
 t = time.perf_counter()
 rows = sum(c.frames["raw_packets"].height for c in read_capture(Path(sys.argv[1])))
 print("WORK", time.perf_counter() - t)
+"""
+# The fixed costs of the design, each without the others: importing the CLI, creating a new
+# database (tables and views), and DuckDB's append of the already decoded packets.
+IMPORT = """
+import time
+t = time.perf_counter()
+import pipeline.cli
+print("WORK", time.perf_counter() - t)
+"""
+CONNECT = """
+import sys, time
+from pipeline.db import connect
+t = time.perf_counter()
+connect(sys.argv[1]).close()
+print("WORK", time.perf_counter() - t)
+"""
+APPEND = """
+import sys, time
+from pathlib import Path
+from pipeline import loader
+from pipeline.bundle import discover
+from pipeline.db import connect
+from pipeline.ingest.pcap import read_capture
+chunks = list(read_capture(Path(sys.argv[1])))
+loader._chunks = lambda *args, **kwargs: iter(chunks)
+con = connect(sys.argv[2])
+[f] = discover([Path(sys.argv[1])], bundle_id="bench")
+t = time.perf_counter()
+outcome = loader.load_file(con, f)
+con.execute("checkpoint")
+print("WORK", time.perf_counter() - t)
+assert outcome.status == "loaded", outcome
+con.close()
 """
 LOAD = """
 import sys, time
@@ -163,6 +202,13 @@ def main() -> None:
     for suffix in ("", ".wal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     runs.append(measure("natlens load (decode+DuckDB)", [py, "-c", LOAD, str(pcap), str(db)]))
+    runs.append(measure(FIXED[0], [py, "-c", IMPORT]))
+    for suffix in ("", ".wal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    runs.append(measure(FIXED[1], [py, "-c", CONNECT, str(db)]))
+    for suffix in ("", ".wal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    runs.append(measure(FIXED[2], [py, "-c", APPEND, str(pcap), str(db)]))
     if not args.no_analyze:
         for suffix in ("", ".wal"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -216,9 +262,11 @@ def _print(runs: list[Run], packets: int, size: int) -> None:
     print(f"\n{head} {'peak RSS':>10s}")
     for r in runs:
         work = f"{r.work:8.2f}" if r.work is not None else f"{'-':>8s}"
-        rate = packets / r.best
-        print(f"{r.name:30s} {r.seconds:8.2f} {work} {rate:12,.0f} "
-              f"{size / 2**20 / r.best:8.1f} {r.max_rss_mib:7.0f} MiB {r.note}")  # fmt: skip
+        per_packet = r.name not in FIXED[:2]  # importing and creating the views read no packet
+        rate = f"{packets / r.best:12,.0f}" if per_packet else f"{'-':>12s}"
+        mib = f"{size / 2**20 / r.best:8.1f}" if per_packet else f"{'-':>8s}"
+        print(f"{r.name:30s} {r.seconds:8.2f} {work} {rate} {mib} "
+              f"{r.max_rss_mib:7.0f} MiB {r.note}")  # fmt: skip
     print("(packets/s and MiB/s from the work time where the child reports one)")
     floor = by["floor (read file)"].best
     decode = by["natlens decode"].best
@@ -236,6 +284,13 @@ def _print(runs: list[Run], packets: int, size: int) -> None:
             print(
                 f"tshark / natlens analyze:      {tshark.seconds / analyze.seconds:7.1f}x"
                 "  (target >= 20x)"
+            )
+        fixed = [by[name].best for name in FIXED if name in by and by[name].ok]
+        if len(fixed) == len(FIXED):
+            print(
+                f"\nfixed costs (import {fixed[0]:.2f} s + new database {fixed[1]:.2f} s + "
+                f"append {fixed[2]:.2f} s) = {sum(fixed):.2f} s; the 20x budget is "
+                f"tshark / 20 = {tshark.seconds / 20:.2f} s"
             )
 
 
