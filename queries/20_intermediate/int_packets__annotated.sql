@@ -5,6 +5,8 @@
 -- Sequence numbers are unwrapped per direction (each step is a signed 32-bit difference) and made
 -- relative to the direction's start: its first SYN, or one before its first packet when no SYN was
 -- seen (Zeek's partial-connection convention), so relative byte 1 is the first payload byte.
+-- A direction whose numbers span less than 2^31 and do not wrap is unwrapped by a subtraction;
+-- only the others need the running sums.
 -- All windows share one partition (the connection) and order; per-direction values are
 -- conditional aggregates (o_ = originator's packets, r_ = responder's).
 with packets as (
@@ -58,7 +60,16 @@ side_facts as (
             as first_ack_pkt,
         min(pkt_idx) filter (where is_fin and is_rst) as first_fin_rst_pkt,
         min(pkt_idx) filter (where control_bits > 1 and not (is_fin and is_rst))
-            as first_multi_flag_pkt
+            as first_multi_flag_pkt,
+        -- why: when every sequence (and acknowledgement) number of a side lies within 2^31 of
+        -- the others without wrapping, each signed step is the plain difference, so the running
+        -- sum of the steps is the number minus the side's first one (no ordered window needed)
+        count(seq) in (0, count(*))
+        and coalesce(max(seq) - min(seq) < 2147483648, true)
+        and count(ack) filter (where is_ack) = count(*) filter (where is_ack)
+        and coalesce(
+            max(ack) filter (where is_ack) - min(ack) filter (where is_ack) < 2147483648, true
+        ) as is_unwrapped
     from packets
     group by group_id, conn_no, is_orig
 ),
@@ -87,6 +98,9 @@ facts as (
         c.o_first_ack,
         c.r_first_ack,
         c.o_syn_seq,
+        case when p.is_orig then c.o_first_seq else c.r_first_seq end as own_first_seq,
+        case when p.is_orig then c.o_first_ack else c.r_first_ack end as own_first_ack,
+        s.is_unwrapped,
         case when p.is_orig then c.o_start_u else c.r_start_u end as own_start_u,
         ((c.o_first_seq + c.o_start_u) % 4294967296 + 4294967296) % 4294967296 as orig_start_seq,
         ((c.r_first_seq + c.r_start_u) % 4294967296 + 4294967296) % 4294967296 as resp_start_seq,
@@ -109,29 +123,21 @@ facts as (
     inner join side_facts as s using (group_id, conn_no, is_orig)
 ),
 
--- side pass 1: the previous sequence/ack number of the same side, and its last SYN-, FIN- and
--- RST-only packet (Zeek's hist_last_SYN/FIN/RST)
+-- the sides that need running sums: the previous sequence/ack number of the same side
 pass1 as (
     select
         *,
         last_value(seq ignore nulls) over wb as prev_seq,
-        last_value(case when is_ack then ack end ignore nulls) over wb as prev_ack,
-        last_value(case when control_bits = 1 and is_syn then seq end ignore nulls) over wb
-            as prev_syn_seq,
-        last_value(
-            case when control_bits = 1 and is_fin then (seq + payload_len) % 4294967296 end
-            ignore nulls
-        ) over wb as prev_fin_end,
-        last_value(case when control_bits = 1 and is_rst then seq end ignore nulls) over wb
-            as prev_rst_seq
+        last_value(case when is_ack then ack end ignore nulls) over wb as prev_ack
     from facts
+    where not is_unwrapped
     window wb as (
         partition by group_id, conn_no, is_orig order by pkt_idx
         rows between unbounded preceding and 1 preceding
     )
 ),
 
-own as (
+steps as (
     select
         *,
         -- signed 32-bit steps from the previous sequence/ack number of the same side
@@ -141,47 +147,29 @@ own as (
             when is_ack then
                 (((ack - prev_ack) % 4294967296 + 4294967296 + 2147483648) % 4294967296)
                 - 2147483648
-        end as ack_step,
-        case
-            when proto_num <> 6 then null
-            when control_bits > 1 and is_fin and is_rst then
-                case when is_first_fin_rst then 'I' end
-            when control_bits > 1 then
-                case when is_first_multi_flag then 'Q' end
-            when is_syn then
-                case
-                    when coalesce(prev_syn_seq <> seq, true)
-                        then case when is_ack then 'H' else 'S' end
-                end
-            when is_fin then
-                case
-                    when coalesce(prev_fin_end <> (seq + payload_len) % 4294967296, true)
-                        then 'F'
-                end
-            when is_rst then
-                case when coalesce(prev_rst_seq <> seq, true) then 'R' end
-            when payload_len > 0 then
-                case when is_first_data then 'D' end
-            when is_ack then
-                case when is_first_ack then 'A' end
-        end as flag_letter
+        end as ack_step
     from pass1
 ),
 
--- side pass 2: unwrapped sequence and acknowledgement numbers (running sums of the steps)
-pass2 as (
+-- unwrapped sequence and acknowledgement numbers: running sums of the steps, or (a side within
+-- 2^31) the number minus the side's first one
+unwrapped as (
     select
-        * exclude (
-            prev_seq, prev_ack, prev_syn_seq, prev_fin_end, prev_rst_seq, is_first_data,
-            is_first_ack, is_first_fin_rst, is_first_multi_flag
-        ),
+        * exclude (prev_seq, prev_ack, seq_step, ack_step),
         (sum(coalesce(seq_step, 0)) over wi)::bigint as seq_u,
         (sum(case when is_ack then coalesce(ack_step, 0) end) over wi)::bigint as ack_u
-    from own
+    from steps
     window wi as (
         partition by group_id, conn_no, is_orig order by pkt_idx
         rows between unbounded preceding and current row
     )
+    union all by name
+    select
+        *,
+        coalesce(seq - own_first_seq, 0) as seq_u,
+        case when is_ack then ack - own_first_ack end as ack_u
+    from facts
+    where is_unwrapped
 ),
 
 positioned as (
@@ -191,7 +179,7 @@ positioned as (
         case when is_orig then orig_rst_idx else resp_rst_idx end as own_rst_idx,
         case when is_orig then resp_fin_idx else orig_fin_idx end as peer_fin_idx,
         case when is_orig then resp_rst_idx else orig_rst_idx end as peer_rst_idx
-    from pass2
+    from unwrapped
 ),
 
 acked as (
@@ -220,16 +208,25 @@ acked as (
     from positioned
 ),
 
--- side pass 3: the highest sequence end before each packet, and the side's initial last_seq
+-- side pass: the highest sequence end before each packet, the side's initial last_seq, and its
+-- last SYN-, FIN- and RST-only packet before this one (Zeek's hist_last_SYN/FIN/RST)
 pass3 as (
     select
         * exclude (
-            seq_u, ack_u, o_first_ack, r_first_ack, own_start_u, seq_step, ack_step,
-            orig_start_seq, resp_start_seq
+            seq_u, ack_u, o_first_ack, r_first_ack, own_start_u, orig_start_seq, resp_start_seq,
+            own_first_seq, own_first_ack, is_unwrapped
         ),
         max(rel_end) over wb as max_end_before,
         first_value(case when is_syn then rel_end else rel_seq end ignore nulls) over wall
-            as init_last_seq
+            as init_last_seq,
+        last_value(case when control_bits = 1 and is_syn then seq end ignore nulls) over wb
+            as prev_syn_seq,
+        last_value(
+            case when control_bits = 1 and is_fin then (seq + payload_len) % 4294967296 end
+            ignore nulls
+        ) over wb as prev_fin_end,
+        last_value(case when control_bits = 1 and is_rst then seq end ignore nulls) over wb
+            as prev_rst_seq
     from acked
     window
         wb as (
@@ -244,8 +241,34 @@ pass3 as (
 
 last_seq as (
     select
-        *,
-        greatest(init_last_seq, coalesce(max_end_before, init_last_seq)) as last_seq_before
+        * exclude (
+            prev_syn_seq, prev_fin_end, prev_rst_seq, is_first_data, is_first_ack,
+            is_first_fin_rst, is_first_multi_flag
+        ),
+        greatest(init_last_seq, coalesce(max_end_before, init_last_seq)) as last_seq_before,
+        case
+            when proto_num <> 6 then null
+            when control_bits > 1 and is_fin and is_rst then
+                case when is_first_fin_rst then 'I' end
+            when control_bits > 1 then
+                case when is_first_multi_flag then 'Q' end
+            when is_syn then
+                case
+                    when coalesce(prev_syn_seq <> seq, true)
+                        then case when is_ack then 'H' else 'S' end
+                end
+            when is_fin then
+                case
+                    when coalesce(prev_fin_end <> (seq + payload_len) % 4294967296, true)
+                        then 'F'
+                end
+            when is_rst then
+                case when coalesce(prev_rst_seq <> seq, true) then 'R' end
+            when payload_len > 0 then
+                case when is_first_data then 'D' end
+            when is_ack then
+                case when is_first_ack then 'A' end
+        end as flag_letter
     from pass3
 ),
 
