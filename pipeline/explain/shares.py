@@ -180,6 +180,20 @@ def fit_tests(
     return tests
 
 
+def pearson_chi_square(f_obs: list[float], f_exp: list[float]) -> tuple[float, int, float]:
+    """Pearson's goodness-of-fit test, as scipy.stats.chisquare: (statistic, dof, p-value).
+
+    The expected counts must be positive and add up to the observed total.
+    """
+    # why: scipy.special is imported here, not scipy.stats: importing scipy.stats took about
+    # 1 s on every analyze that tests a split, scipy.special about 0.3 s
+    from scipy.special import chdtrc
+
+    chi2 = sum((o - e) ** 2 / e for o, e in zip(f_obs, f_exp, strict=True))
+    dof = len(f_obs) - 1
+    return float(chi2), dof, float(chdtrc(dof, chi2))
+
+
 def _test(
     observed: dict[tuple[str, Any], float], expected: dict[tuple[str, Any], float | None]
 ) -> dict[str, Any]:
@@ -205,12 +219,7 @@ def _test(
         return {**empty, "verdict": "a single backend: nothing to compare"}
     f_obs = [observed.get(b, 0.0) for b in backends]
     f_exp = [float(expected[b] or 0.0) for b in backends]
-    # why: importing scipy.stats takes about 1 s, paid by every CLI run that never tests a split
-    from scipy.stats import chisquare
-
-    result = chisquare(f_obs, f_exp)
-    chi2, p_value = float(result.statistic), float(result.pvalue)
-    dof = len(backends) - 1
+    chi2, dof, p_value = pearson_chi_square(f_obs, f_exp)
     few = " (expected counts below 5: the test is approximate)" if min(f_exp) < 5 else ""
     if p_value >= SIGNIFICANCE:
         verdict = f"consistent with the promised split (p = {p_value:.3g}){few}"
