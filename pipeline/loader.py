@@ -249,7 +249,9 @@ def _flush(
 ) -> None:
     """Insert the frames collected per table (one insert per table) and forget them."""
     for table_name, frames in pending.items():
-        _insert(con, BY_NAME[table_name], pl.concat(frames, how="vertical_relaxed"), f)
+        _insert(
+            con, BY_NAME[table_name], pl.concat(frames, how="vertical_relaxed", rechunk=True), f
+        )
     pending.clear()
 
 
