@@ -179,9 +179,12 @@ def tshark_community_ids(path: Path) -> dict[int, str]:
     return ids
 
 
-def packet_community_ids(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
-    """(frame_no, community_id of the flow the packet was assigned to) for every keyed packet."""
-    return con.sql(
+def packet_community_ids(
+    con: duckdb.DuckDBPyConnection, source_file: str | None = None
+) -> list[tuple[int, str]]:
+    """(frame_no, community_id of the flow the packet was assigned to) for every keyed packet,
+    of one capture file when `source_file` is given."""
+    return con.execute(
         """
         with conns as (
             select group_id, conn_no, arg_min(frame_no, conn_idx) as first_frame_no
@@ -198,8 +201,10 @@ def packet_community_ids(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]
             and f.ip_proto = g.proto_num
             and least(f.orig_h, f.resp_h) = least(g.a_ip, g.b_ip)
             and greatest(f.orig_h, f.resp_h) = greatest(g.a_ip, g.b_ip)
+        where $source_file is null or g.source_file = $source_file
         order by p.frame_no
-        """
+        """,
+        {"source_file": source_file},
     ).fetchall()
 
 
@@ -238,29 +243,7 @@ def test_community_id_equals_tshark_on_every_lab_packet(
 ) -> None:
     source_file = str(path.relative_to(Path(__file__).resolve().parent.parent / "captures"))
     expected = tshark_community_ids(path)
-    ours = [
-        (frame_no, cid)
-        for file, frame_no, cid in lab_db.sql(
-            """
-            select g.source_file, p.frame_no, f.community_id
-            from int_packets__annotated as p
-            join int_packets__grouped as g using (group_id)
-            join (
-                select group_id, conn_no, arg_min(frame_no, conn_idx) as first_frame_no
-                from int_packets__annotated
-                group by group_id, conn_no
-            ) as c using (group_id, conn_no)
-            join flows as f
-                on f.source_file = g.source_file
-                and f.first_frame_no = c.first_frame_no
-                and f.ip_proto = g.proto_num
-                and least(f.orig_h, f.resp_h) = least(g.a_ip, g.b_ip)
-                and greatest(f.orig_h, f.resp_h) = greatest(g.a_ip, g.b_ip)
-            order by p.frame_no
-            """
-        ).fetchall()
-        if file == source_file
-    ]
+    ours = packet_community_ids(lab_db, source_file)
     assert len(ours) > 0
     assert len(ours) == len(expected), (len(ours), len(expected))
     assert [(f, expected.get(f)) for f, _ in ours] == ours
