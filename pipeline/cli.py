@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
@@ -11,16 +12,18 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline import __version__
-from pipeline.bundle import discover
+from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
+from pipeline.bundle import InputFile, discover
 from pipeline.db import QUERY_LAYERS, connect, read_view_files, refresh_materialized
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
-from pipeline.loader import FileOutcome, load_file
+from pipeline.loader import FileOutcome
 from pipeline.output import render_result, run_query
 from pipeline.report import render_report, run_checks
+from pipeline.signals import Terminated, interrupts
 
 app = typer.Typer(
     add_completion=False,
@@ -92,8 +95,66 @@ def analyze(
             "(default: DuckDB's, 80% of RAM).",
         ),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Captures decoded at once (default: one per core)."
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Decode captures as Ray tasks: a cluster ADDRESS, or `local` to start one "
+            "(needs natlens[ray]; the data directory must be on a path every worker sees).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the captures' Parquet files go (default: <db>.d, or the one the "
+            "database was last used with).",
+        ),
+    ] = None,
 ) -> None:
     """Load capture bundles/files into the DuckDB file and optionally write the report."""
+    with interrupts() as caught:
+        try:
+            _analyze(
+                paths,
+                db,
+                output,
+                strict,
+                node,
+                bundle_id,
+                quiet,
+                LoadOptions(engine.value, jobs, ray),
+                memory_limit,
+                data_dir,
+            )
+        except (KeyboardInterrupt, Terminated, duckdb.InterruptException) as exc:
+            code = 143 if caught.signum == signal.SIGTERM else 130
+            err.print(
+                f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}): the files recorded "
+                "before it are kept; run the same command again to finish",
+                markup=False,
+            )
+            raise typer.Exit(code) from exc
+
+
+def _analyze(
+    paths: list[Path],
+    db: Path,
+    output: Path | None,
+    strict: bool,
+    node: str | None,
+    bundle_id: str | None,
+    quiet: bool,
+    options: LoadOptions,
+    memory_limit: str | None,
+    data_dir: Path | None,
+) -> None:
     exit_code = ExitCode.OK
     files = []
     for path in paths:
@@ -103,23 +164,18 @@ def analyze(
             err.print(str(exc), markup=False)
             exit_code = ExitCode.INPUT
     try:
-        con = connect(db, memory_limit=memory_limit)
+        con = connect(db, memory_limit=memory_limit, data_dir=data_dir)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
-    outcomes: list[FileOutcome] = []
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("loading", total=len(files))
-        for f in files:
-            progress.update(task, description=f"loading {f.source_file}")
-            outcomes.append(load_file(con, f, engine=engine.value))
-            progress.advance(task)
+    try:
+        outcomes = _load_with_progress(con, paths, files, options, bundle_id, quiet)
+    except RuntimeError as exc:  # --ray without Ray installed
+        con.close()
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
+    except duckdb.Error as exc:
+        con.close()
+        raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
     try:
         recompute(con)
     except duckdb.Error as exc:
@@ -133,11 +189,11 @@ def analyze(
     if not quiet:
         _print_totals(outcomes)
     try:
-        with err.status("building flows and connections") if not quiet else nullcontext():
+        with err.status("building legs and connections") if not quiet else nullcontext():
             refresh_materialized(con)
     except QueryError as exc:  # e.g. out of memory under --memory-limit: the loads are kept
         con.close()
-        err.print("the loaded files are kept; flows/connections were not rebuilt", markup=False)
+        err.print("the loaded files are kept; legs/connections were not rebuilt", markup=False)
         raise _fail(exc, ExitCode.DATABASE) from exc
     if output is not None:
         output.write_text(render_report(con))
@@ -152,6 +208,34 @@ def analyze(
     if exit_code == ExitCode.OK and strict and failing_checks:
         exit_code = ExitCode.CHECKS
     raise typer.Exit(int(exit_code))
+
+
+def _load_with_progress(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    files: list[InputFile],
+    options: LoadOptions,
+    bundle_id: str | None,
+    quiet: bool,
+) -> list[FileOutcome]:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as progress:
+        task = progress.add_task("loading", total=len(files))
+        return load_all(
+            con,
+            files,
+            options=options,
+            bundle_ids=bundle_ids_of(paths, files, bundle_id),
+            started=lambda name: progress.update(task, description=f"loading {name}"),
+            finished=lambda _: progress.advance(task),
+        )
 
 
 def _print_outcome(outcome: FileOutcome, quiet: bool) -> None:
@@ -169,7 +253,7 @@ def _print_outcome(outcome: FileOutcome, quiet: bool) -> None:
         err.print(f"{f.display}: note: {total - shown} more in ingest_errors", markup=False)
     if quiet:
         return
-    if outcome.status in ("skipped", "unchanged"):
+    if outcome.status in ("skipped", "unchanged", "deleted"):
         err.print(f"{f.display}: {outcome.status}: {outcome.reason}", markup=False)
     else:
         err.print(

@@ -17,9 +17,10 @@ from typing import Any
 
 import duckdb
 
+from pipeline.capture.store import DataDir, default_data_dir
 from pipeline.errors import QueryError
 from pipeline.resources import queries_dir
-from pipeline.schemas import ALL_TABLES, TableSchema
+from pipeline.schemas import ALL_TABLES, DB_TABLES, PARQUET_TABLES, TableSchema
 
 QUERY_LAYERS = ("10_staging", "20_intermediate", "30_answers", "checks")
 CHECK_PREFIX = "check_"
@@ -28,6 +29,10 @@ LIVE_SUFFIX = "__live"
 MATERIALIZED_LOG = "natlens_materialized"
 CATALOG_LOG = "natlens_catalog"
 """One row: the catalog_fingerprint of the tables and views this database was last built with."""
+SETTINGS_TABLE = "natlens_settings"
+"""key/value rows: `data_dir`, the folder of the captures' Parquet files."""
+EMPTY_PREFIX = "natlens_empty__"
+"""An empty table per Parquet-backed raw table: what its view reads while no capture is loaded."""
 MEMORY_LIMIT_VARIABLE = "natlens_memory_limit"
 """DuckDB variable holding --memory-limit as given (unset: DuckDB's default is in force)."""
 
@@ -55,11 +60,14 @@ class ViewFile:
         return hashlib.sha256(self.body.encode()).hexdigest()
 
 
-def connect(path: str | Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: str | Path, memory_limit: str | None = None, data_dir: str | Path | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open (or create) the database, make sure every raw table exists, (re)apply the views.
 
     `memory_limit` (DuckDB syntax, e.g. ``1GB``) caps DuckDB's memory; beyond it DuckDB spills
-    to a temporary directory beside the database file.
+    to a temporary directory beside the database file. `data_dir` is where the captures'
+    Parquet files live (default: the one this database was last used with, else `<db>.d`).
     """
     try:
         con = duckdb.connect(str(path))
@@ -82,6 +90,7 @@ def connect(path: str | Path, memory_limit: str | None = None) -> duckdb.DuckDBP
             con.close()
             raise QueryError(str(path), f"bad --memory-limit {memory_limit!r}: {exc}") from exc
     try:
+        _set_data_dir(con, Path(path), data_dir)
         views = read_view_files()
         fingerprint = catalog_fingerprint(views)
         # why: one transaction for all the DDL; committing each statement on its own made
@@ -96,10 +105,65 @@ def connect(path: str | Path, memory_limit: str | None = None) -> duckdb.DuckDBP
             con.execute(f"delete from {CATALOG_LOG}")
             con.execute(f"insert into {CATALOG_LOG} values (?)", [fingerprint])
         con.execute("commit")
+        refresh_parquet_views(con)
     except duckdb.Error as exc:  # e.g. out of memory under a small memory_limit
         con.close()
         raise QueryError(str(path), str(exc).splitlines()[0]) from exc
     return con
+
+
+def _set_data_dir(con: duckdb.DuckDBPyConnection, db: Path, given: str | Path | None) -> None:
+    con.execute(
+        f"create table if not exists {SETTINGS_TABLE} (key varchar primary key, value varchar)"
+    )
+    stored = con.execute(f"select value from {SETTINGS_TABLE} where key = 'data_dir'").fetchone()
+    if given is None and stored is not None:
+        return
+    chosen = Path(given) if given is not None else default_data_dir(db.absolute())
+    con.execute(
+        f"insert or replace into {SETTINGS_TABLE} values ('data_dir', ?)", [str(chosen.absolute())]
+    )
+
+
+def data_dir(con: duckdb.DuckDBPyConnection) -> DataDir:
+    """The data directory of this database (set by connect)."""
+    row = con.execute(f"select value from {SETTINGS_TABLE} where key = 'data_dir'").fetchone()
+    if row is None:
+        raise QueryError("database", "no data directory recorded (not opened through connect)")
+    return DataDir(str(row[0]))
+
+
+def loaded_capture_ids(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The captures the database holds: loaded files with a folder of Parquet files."""
+    return [
+        str(capture_id)
+        for (capture_id,) in con.execute(
+            "select capture_id from raw_ingest_files "
+            "where status = 'loaded' and capture_id is not null order by capture_id"
+        ).fetchall()
+    ]
+
+
+def refresh_parquet_views(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create raw_packets, raw_app_messages and raw_flows over the loaded captures' files.
+
+    why: the views name each loaded capture's file, never a glob, so a folder that no loaded
+    row names (a run killed before its commit, a replaced capture) is never read.
+    """
+    data = data_dir(con)
+    ids = [i for i in loaded_capture_ids(con) if data.has_capture(i)]
+    for schema in PARQUET_TABLES:
+        columns = ", ".join(f'"{name}"' for name in schema.polars_schema())
+        files = [
+            str(data.capture_file(i, schema.name.removeprefix("raw_") + ".parquet")) for i in ids
+        ]
+        if files:
+            listed = ", ".join(_quote(f) for f in files)
+            body = f"select {columns} from read_parquet([{listed}])"
+        else:
+            body = f"select {columns} from {EMPTY_PREFIX}{schema.name}"
+        con.execute(f"create or replace view {schema.name} as {body}")
+        con.execute(f"comment on view {schema.name} is {_quote(schema.doc)}")
 
 
 def catalog_fingerprint(views: list[ViewFile]) -> str:
@@ -133,7 +197,7 @@ def _catalog_is_current(
             "select view_name from duckdb_views() where not internal and schema_name = 'main'"
         ).fetchall()
     }
-    wanted_tables = {s.name for s in ALL_TABLES} | {v.name for v in views if v.materialized}
+    wanted_tables = {s.name for s in DB_TABLES} | {v.name for v in views if v.materialized}
     if not ({v.relation for v in views} <= present and wanted_tables <= tables):
         return False
     # every materialised table was built from the SQL of this version
@@ -154,7 +218,21 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
         ).fetchall()
     }
     tables = {t for t, _ in existing}
-    for schema in ALL_TABLES:
+    for schema in PARQUET_TABLES:
+        if schema.name in tables:  # an older natlens kept packets in the database: load again
+            con.execute(f"drop table {schema.name}")
+            if "raw_ingest_files" in tables:
+                con.execute(
+                    "delete from raw_ingest_files where kind in ('pcap', 'pcapng') "
+                    + (
+                        "and capture_id is null"
+                        if ("raw_ingest_files", "capture_id") in existing
+                        else ""
+                    )
+                )
+        if EMPTY_PREFIX + schema.name not in tables:
+            _create_table(con, schema, EMPTY_PREFIX + schema.name)
+    for schema in DB_TABLES:
         if schema.name not in tables:
             _create_table(con, schema)
             continue
@@ -169,13 +247,16 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
                 con.execute(f'alter table {schema.name} add column "{column_name}" {dtype}')
 
 
-def _create_table(con: duckdb.DuckDBPyConnection, schema: TableSchema) -> None:
+def _create_table(
+    con: duckdb.DuckDBPyConnection, schema: TableSchema, name: str | None = None
+) -> None:
+    name = name or schema.name
     con.register("_natlens_empty", schema.empty().to_arrow())
-    con.execute(f"create table {schema.name} as select * from _natlens_empty limit 0")
+    con.execute(f"create table {name} as select * from _natlens_empty limit 0")
     con.unregister("_natlens_empty")
-    con.execute(f"comment on table {schema.name} is {_quote(schema.doc)}")
+    con.execute(f"comment on table {name} is {_quote(schema.doc)}")
     for column in schema.all_columns:
-        con.execute(f'comment on column {schema.name}."{column.name}" is {_quote(column.doc)}')
+        con.execute(f'comment on column {name}."{column.name}" is {_quote(column.doc)}')
 
 
 def read_view_files() -> list[ViewFile]:
@@ -207,8 +288,8 @@ def read_view_files() -> list[ViewFile]:
     return _dependency_order(files)
 
 
-def _dependency_order(files: list[ViewFile]) -> list[ViewFile]:
-    """The files ordered so that every view comes after the views and tables its SQL names."""
+def view_needs(files: list[ViewFile]) -> dict[str, set[str]]:
+    """For each view, the other views (of `files`) its SQL reads."""
     names = {f.name for f in files}
     # why: only what follows FROM or JOIN is a relation; column and CTE names may repeat a
     # view's name (a column called `flows`) without being a dependency, and a CTE of the same
@@ -219,6 +300,26 @@ def _dependency_order(files: list[ViewFile]) -> list[ViewFile]:
     for f in files:
         sql = _without_comments(f.body)
         needs[f.name] = (set(relation.findall(sql)) & names) - set(cte.findall(sql)) - {f.name}
+    return needs
+
+
+def views_for(target: str, views: list[ViewFile] | None = None) -> list[ViewFile]:
+    """`target` and every view it reads, directly or not, in dependency order."""
+    views = read_view_files() if views is None else views
+    needs = view_needs(views)
+    wanted = {target}
+    pending = [target]
+    while pending:
+        for name in needs[pending.pop()]:
+            if name not in wanted:
+                wanted.add(name)
+                pending.append(name)
+    return [v for v in views if v.name in wanted]
+
+
+def _dependency_order(files: list[ViewFile]) -> list[ViewFile]:
+    """The files ordered so that every view comes after the views and tables its SQL names."""
+    needs = view_needs(files)
     ordered: list[ViewFile] = []
     done: set[str] = set()
     pending = list(files)
@@ -255,6 +356,7 @@ def apply_views(
         "select view_name from duckdb_views() where not internal and schema_name = 'main'"
     ).fetchall():
         con.execute(f'drop view if exists "{name}"')
+    refresh_parquet_views(con)
     con.execute(
         f"create table if not exists {MATERIALIZED_LOG} "
         "(name varchar primary key, body_sha256 varchar, data_fingerprint varchar, "

@@ -1,15 +1,21 @@
-"""Load input files into the raw tables, idempotent by content hash.
+"""Load input files into the database, idempotent by content and incremental.
 
-A text file is loaded in one transaction; a capture streams in, committed every COMMIT_ROWS rows,
-listed as `loading` (without a hash, so it is redone) until its last batch is in.
+A file's stored state is `loaded` (with its content hash and counts), or not loaded: `failed`
+(with the first cause) or `skipped` (not a format natlens reads). Only a loaded file is
+`unchanged` on the next run; every other file is tried again.
+
+A text file is parsed here and loaded in one transaction. A capture goes through the capture
+stage (pipeline/capture/stage.py: decode once, Parquet files and summaries, in this process, a
+process pool or on Ray); its result is then recorded in one transaction: until that commit the
+database does not name its files, so a run killed at any point leaves the previous state, and
+the next run redoes exactly the captures that were not recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,23 +23,20 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline.bundle import SNIFF_BYTES, InputFile, decode_text, sniff
-from pipeline.db import MEMORY_LIMIT_VARIABLE
-from pipeline.ingest.records import ParsedChunk, RecordError
-from pipeline.prefetch import prefetch
-from pipeline.schemas import (
-    ALL_TABLES,
-    BY_NAME,
-    RAW_INGEST_ERRORS,
-    RAW_INGEST_FILES,
-    TableSchema,
+from pipeline.bundle import SNIFF_BYTES, InputFile, Sniffed, decode_text, sniff
+from pipeline.capture import store
+from pipeline.capture.stage import CaptureJob, CaptureResult
+from pipeline.db import (
+    MEMORY_LIMIT_VARIABLE,
+    data_dir,
+    loaded_capture_ids,
+    refresh_parquet_views,
 )
+from pipeline.ingest.records import ParsedChunk, RecordError
+from pipeline.schemas import BY_NAME, DB_TABLES, RAW_INGEST_ERRORS, RAW_INGEST_FILES, TableSchema
 
 HASH_BLOCK = 8 * 1024 * 1024
-COMMIT_ROWS = 262_144
-"""Rows of a capture inserted per commit: two DuckDB row groups, about 60 MB of frames."""
-LOAD_MEMORY_LIMIT_BYTES = 256 * 2**20
-"""DuckDB's memory limit while a capture streams in (a lower limit in force is kept)."""
+CAPTURE_KINDS = ("pcap", "pcapng")
 _SIZE = re.compile(r"^\s*([0-9.]+)\s*([KMGTP]?i?B|bytes)\s*$", re.IGNORECASE)
 
 
@@ -43,7 +46,7 @@ class FileOutcome:
 
     file: InputFile
     kind: str | None
-    status: str  # loaded | unchanged | skipped | failed
+    status: str  # loaded | unchanged | skipped | failed | deleted
     reason: str | None = None
     records_read: int = 0
     records_parsed: int = 0
@@ -51,6 +54,18 @@ class FileOutcome:
     warnings: int = 0
     first_errors: list[RecordError] = field(default_factory=list)
     engine: str | None = None  # pcap decoder (fast|pyshark); None for text files
+
+
+@dataclass
+class PlannedFile:
+    """A file looked at, before any load: its hash, kind and, for a capture, the job."""
+
+    file: InputFile
+    sha256: str | None
+    size: int
+    sniffed: Sniffed | None
+    outcome: FileOutcome | None = None  # decided already: unchanged, skipped or unreadable
+    job: CaptureJob | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -61,22 +76,38 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _stored_hash(con: duckdb.DuckDBPyConnection, f: InputFile) -> tuple[str, str | None] | None:
-    """Content hash and pcap engine of the stored load of a file."""
+def describe_error(exc: BaseException) -> str:
+    """The first cause of a failure, as one line: `TypeName: message`."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        cause = exc.__cause__ or exc.__context__
+        assert cause is not None
+        # why: a DuckDB error raised while handling another (an aborted transaction) hides it
+        if "transaction is aborted" not in str(exc).lower():
+            break
+        exc = cause
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _stored(
+    con: duckdb.DuckDBPyConnection, f: InputFile
+) -> tuple[str | None, str | None, str | None]:
+    """Status, content hash and capture id of the stored row of a file (or Nones)."""
     row = con.execute(
-        "select content_sha256, engine from raw_ingest_files "
+        "select status, content_sha256, capture_id from raw_ingest_files "
         "where bundle_id = ? and node = ? and source_file = ?",
         [f.bundle_id, f.node, f.source_file],
     ).fetchone()
-    return None if row is None else (str(row[0]), row[1])
+    return (None, None, None) if row is None else (row[0], row[1], row[2])
 
 
 def _delete_file_rows(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
-    for schema in ALL_TABLES:
-        con.execute(
-            f"delete from {schema.name} where bundle_id = ? and node = ? and source_file = ?",
-            [f.bundle_id, f.node, f.source_file],
-        )
+    for schema in DB_TABLES:
+        if schema.name.startswith("raw_"):
+            con.execute(
+                f"delete from {schema.name} where bundle_id = ? and node = ? and source_file = ?",
+                [f.bundle_id, f.node, f.source_file],
+            )
 
 
 def _insert(
@@ -111,15 +142,247 @@ def _error_frame(errors: list[RecordError]) -> pl.DataFrame:
     )
 
 
-def _chunks(
-    f: InputFile, kind: str, text_ingestor: object | None, engine: str | None = "fast"
-) -> Iterator[ParsedChunk]:
-    if text_ingestor is not None:
+def _file_row(
+    outcome: FileOutcome, sha: str | None, size: int, capture_id: str | None = None
+) -> pl.DataFrame:
+    return RAW_INGEST_FILES.frame(
+        [
+            {
+                "kind": outcome.kind,
+                "content_sha256": sha,
+                "size_bytes": size,
+                "records_read": outcome.records_read,
+                "records_parsed": outcome.records_parsed,
+                "records_rejected": outcome.records_rejected,
+                "warnings": outcome.warnings,
+                "status": outcome.status,
+                "reason": outcome.reason,
+                "engine": outcome.engine,
+                "capture_id": capture_id,
+            }
+        ]
+    )
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("begin transaction")
+    try:
+        yield
+    except BaseException:
+        con.execute("rollback")
+        raise
+    con.execute("commit")
+
+
+def _replace_file(
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    outcome: FileOutcome,
+    sha: str | None,
+    size: int,
+    capture_id: str | None = None,
+    fill: Callable[[], None] | None = None,
+) -> str | None:
+    """Replace the stored rows of a file in one transaction; returns the capture id it replaced."""
+    with _transaction(con):
+        _, _, old_capture = _stored(con, f)
+        _delete_file_rows(con, f)
+        if fill is not None:
+            fill()
+        _insert(con, RAW_INGEST_FILES, _file_row(outcome, sha, size, capture_id), f)
+    return old_capture if old_capture != capture_id else None
+
+
+def record_failure(
+    con: duckdb.DuckDBPyConnection,
+    planned: PlannedFile,
+    kind: str | None,
+    exc: BaseException | str,
+    engine: str | None = None,
+) -> FileOutcome:
+    """Store a file as failed (its rows gone, tried again next run) and return the outcome."""
+    reason = exc if isinstance(exc, str) else describe_error(exc)
+    outcome = FileOutcome(planned.file, kind, "failed", reason, engine=engine)
+    old = _replace_file(con, planned.file, outcome, planned.sha256, planned.size)
+    if old is not None:
+        data_dir(con).remove(old)
+        refresh_parquet_views(con)
+    return outcome
+
+
+def plan_file(
+    con: duckdb.DuckDBPyConnection,
+    f: InputFile,
+    engine: str = "fast",
+    threads: int = 1,
+    memory_limit: str | None = None,
+) -> PlannedFile:
+    """Hash and recognise a file; decide whether it is unchanged; make a capture's job."""
+    try:
+        sha = file_sha256(f.path)
+        with f.path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        size = f.path.stat().st_size
+    except OSError as exc:
+        outcome = FileOutcome(f, None, "failed", f"cannot read file: {exc.strerror or exc}")
+        return PlannedFile(f, None, 0, None, outcome)
+    sniffed = sniff(f.path, head)
+    planned = PlannedFile(f, sha, size, sniffed)
+    status, stored_sha, stored_capture = _stored(con, f)
+    if sniffed.kind in CAPTURE_KINDS:
+        job = CaptureJob(
+            path=str(f.path.absolute()),
+            bundle_id=f.bundle_id,
+            node=f.node,
+            source_file=f.source_file,
+            content_sha256=sha,
+            engine=engine,
+            data_root=str(data_dir(con).root),
+            threads=threads,
+            memory_limit=memory_limit,
+        )
+        if status == "loaded" and stored_capture == job.capture_id:
+            planned.outcome = FileOutcome(f, None, "unchanged", "same content already loaded")
+        else:
+            planned.job = job
+        return planned
+    if status == "loaded" and stored_sha == sha and stored_capture is None:
+        planned.outcome = FileOutcome(f, None, "unchanged", "same content already loaded")
+    return planned
+
+
+def load_text(
+    con: duckdb.DuckDBPyConnection, planned: PlannedFile, keep_errors: int = 20
+) -> FileOutcome:
+    """Parse a text file (or record why it is skipped) and store it in one transaction."""
+    f, sniffed = planned.file, planned.sniffed
+    assert sniffed is not None
+    try:
+        if sniffed.ingestor is not None and planned.size > SNIFF_BYTES:
+            sniffed = sniff(f.path, f.path.read_bytes())  # score text kinds on the whole file
+        if sniffed.kind is None or sniffed.ingestor is None:
+            outcome = FileOutcome(f, None, "skipped", sniffed.reason)
+            _replace_file(con, f, outcome, planned.sha256, planned.size)
+            return outcome
         text = decode_text(f.path.read_bytes())
-        yield text_ingestor.parse(text, kind)  # type: ignore[attr-defined]
-        return
-    pcap = importlib.import_module("pipeline.ingest.pcap")
-    yield from pcap.read_capture(f.path, engine=engine or "fast")
+        chunk: ParsedChunk = sniffed.ingestor.parse(text, sniffed.kind)
+    except Exception as exc:  # a parser bug, recursion, memory: this file fails, not the run
+        return record_failure(con, planned, sniffed.kind, exc)
+    outcome = FileOutcome(f, sniffed.kind, "loaded")
+    _count(
+        outcome,
+        chunk.records_read,
+        chunk.records_parsed,
+        chunk.records_rejected,
+        chunk.errors,
+        keep_errors,
+    )
+
+    def fill() -> None:
+        for table_name, frame in chunk.frames.items():
+            _insert(con, BY_NAME[table_name], frame, f)
+        _insert(con, RAW_INGEST_ERRORS, _error_frame(chunk.errors), f)
+
+    try:
+        _replace_file(con, f, outcome, planned.sha256, planned.size, fill=fill)
+    except duckdb.Error as exc:
+        return record_failure(con, planned, sniffed.kind, exc)
+    return outcome
+
+
+def _count(
+    outcome: FileOutcome,
+    read: int,
+    parsed: int,
+    rejected: int,
+    errors: list[RecordError],
+    keep_errors: int = 20,
+) -> None:
+    outcome.records_read += read
+    outcome.records_parsed += parsed
+    outcome.records_rejected += rejected
+    outcome.warnings += sum(1 for e in errors if not e.is_rejection)
+    outcome.first_errors.extend(errors[: max(keep_errors - len(outcome.first_errors), 0)])
+
+
+def record_capture(
+    con: duckdb.DuckDBPyConnection, planned: PlannedFile, result: CaptureResult
+) -> FileOutcome:
+    """Name a capture's published Parquet folder in the database (one transaction)."""
+    f, job = planned.file, planned.job
+    assert job is not None and planned.sniffed is not None
+    data = data_dir(con)
+    outcome = FileOutcome(f, planned.sniffed.kind, "loaded", engine=job.engine)
+    outcome.records_read = result.records_read
+    outcome.records_parsed = result.records_parsed
+    outcome.records_rejected = result.records_rejected
+    outcome.warnings = result.warnings
+    outcome.first_errors = list(result.first_errors)
+    errors_file = data.capture_file(result.capture_id, store.ERRORS_FILE)
+
+    def fill() -> None:
+        con.execute(
+            "insert into raw_ingest_errors by name select * from read_parquet(?)",
+            [str(errors_file)],
+        )
+
+    old = _replace_file(con, f, outcome, planned.sha256, planned.size, result.capture_id, fill)
+    if old is not None:  # after the commit: a crash before this leaves an orphan, swept later
+        data.remove(old)
+    return outcome
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Before a run loads anything: forget captures whose folders are gone, sweep orphans."""
+    data = data_dir(con)
+    missing = [i for i in loaded_capture_ids(con) if not data.has_capture(i)]
+    if missing:
+        with _transaction(con):
+            for capture_id in missing:
+                row = con.execute(
+                    "select bundle_id, node, source_file from raw_ingest_files "
+                    "where capture_id = ?",
+                    [capture_id],
+                ).fetchone()
+                assert row is not None
+                con.execute(
+                    "delete from raw_ingest_errors "
+                    "where bundle_id = ? and node = ? and source_file = ?",
+                    list(row),
+                )
+                con.execute(
+                    "update raw_ingest_files set status = 'failed', capture_id = null, "
+                    "reason = ? where capture_id = ?",
+                    [f"its Parquet files are gone from {data.root}: loaded again", capture_id],
+                )
+    data.sweep(set(loaded_capture_ids(con)))
+    refresh_parquet_views(con)
+
+
+def prune_missing(
+    con: duckdb.DuckDBPyConnection, bundle_ids: Iterable[str], present: Iterable[InputFile]
+) -> list[FileOutcome]:
+    """Drop the rows (and Parquet folders) of files of these bundles that are gone from disk."""
+    seen = {(f.bundle_id, f.node, f.source_file) for f in present}
+    gone: list[FileOutcome] = []
+    for bundle_id in sorted(set(bundle_ids)):
+        rows = con.execute(
+            "select node, source_file, kind, capture_id from raw_ingest_files where bundle_id = ?",
+            [bundle_id],
+        ).fetchall()
+        for node, source_file, kind, capture_id in rows:
+            if (bundle_id, node, source_file) in seen:
+                continue
+            f = InputFile(Path(source_file), source_file, bundle_id, node, source_file)
+            with _transaction(con):
+                _delete_file_rows(con, f)
+            if capture_id is not None:
+                data_dir(con).remove(capture_id)
+            gone.append(FileOutcome(f, kind, "deleted", "gone from the bundle: its rows dropped"))
+    if gone:
+        refresh_parquet_views(con)
+    return gone
 
 
 def _setting_bytes(text: str) -> float | None:
@@ -134,152 +397,7 @@ def _setting_bytes(text: str) -> float | None:
     return number * (1024 if "I" in unit else 1000) ** power
 
 
-@contextmanager
-def _capped_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Cap DuckDB's memory at LOAD_MEMORY_LIMIT_BYTES for a streamed load, then restore it.
-
-    why: an append needs little memory, but DuckDB keeps the blocks it wrote cached up to its
-    limit (80% of RAM by default): a 1 GB pcap then took 940 MiB, and 570 MiB under this cap.
-    """
-    [(before, given)] = con.execute(
-        f"select current_setting('memory_limit'), getvariable('{MEMORY_LIMIT_VARIABLE}')"
-    ).fetchall()
-    limit = _setting_bytes(str(before))
-    if limit is None or limit <= LOAD_MEMORY_LIMIT_BYTES:
-        yield
-        return
-    con.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT_BYTES}B'")
-    try:
-        yield
-    finally:
-        # why: the printed limit is rounded ('1.8 GiB'); the limit as given restores it exactly
-        if given is None:
-            con.execute("RESET memory_limit")
-        else:
-            con.execute("SET memory_limit = $limit", {"limit": str(given)})
-
-
-def load_file(
-    con: duckdb.DuckDBPyConnection, f: InputFile, keep_errors: int = 20, engine: str = "fast"
-) -> FileOutcome:
-    """Load one file; unchanged content (read by the same pcap engine) is not loaded again."""
-    try:
-        sha = file_sha256(f.path)
-        with f.path.open("rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-        size = f.path.stat().st_size
-    except OSError as exc:
-        return FileOutcome(f, None, "failed", f"cannot read file: {exc.strerror or exc}")
-    stored = _stored_hash(con, f)
-    if stored is not None and stored[0] == sha and stored[1] in (None, engine):
-        return FileOutcome(f, None, "unchanged", "same content already loaded")
-    sniffed = sniff(f.path, head)
-    if sniffed.ingestor is not None and size > len(head):
-        sniffed = sniff(f.path, f.path.read_bytes())  # score text kinds on the whole file
-    if sniffed.kind is None:
-        outcome = FileOutcome(f, None, "skipped", sniffed.reason)
-    else:
-        outcome = FileOutcome(f, sniffed.kind, "loaded")
-        outcome.engine = engine if sniffed.ingestor is None else None
-    streamed = outcome.kind is not None and sniffed.ingestor is None
-    con.execute("begin transaction")
-    try:
-        _delete_file_rows(con, f)
-        if streamed:
-            # why: a capture is committed every COMMIT_ROWS rows (DuckDB holds a transaction's
-            # appends in memory: 3 GiB for a 1 GB pcap); until its final row replaces this one,
-            # the file is listed as `loading` without a hash, so a load cut short is redone
-            loading = FileOutcome(f, outcome.kind, "loading", "load in progress or cut short")
-            _insert(con, RAW_INGEST_FILES, _file_row(loading, None, size), f)
-            con.execute("commit")
-            con.execute("begin transaction")
-        if outcome.kind is not None and streamed:
-            with _capped_memory(con):
-                _load_chunks(con, f, outcome, sniffed.ingestor, keep_errors, streamed)
-        elif outcome.kind is not None:
-            _load_chunks(con, f, outcome, sniffed.ingestor, keep_errors, streamed)
-        _delete_file_row(con, f)
-        _insert(con, RAW_INGEST_FILES, _file_row(outcome, sha, size), f)
-        con.execute("commit")
-    except Exception as exc:  # a parser bug must not take the other files down with it
-        con.execute("rollback")
-        outcome = FileOutcome(f, sniffed.kind, "failed", f"internal error: {exc!r}")
-        con.execute("begin transaction")
-        _delete_file_rows(con, f)
-        _insert(con, RAW_INGEST_FILES, _file_row(outcome, sha, size), f)
-        con.execute("commit")
-    return outcome
-
-
-def _load_chunks(
-    con: duckdb.DuckDBPyConnection,
-    f: InputFile,
-    outcome: FileOutcome,
-    ingestor: object | None,
-    keep_errors: int,
-    streamed: bool = False,
-) -> None:
-    """Insert the file's chunks; a streamed file is decoded ahead in a thread and committed in
-    batches of COMMIT_ROWS rows."""
-    assert outcome.kind is not None
-    chunks = _chunks(f, outcome.kind, ingestor, outcome.engine)
-    pending: dict[str, list[pl.DataFrame]] = {}
-    pending_rows = 0
-    for chunk in prefetch(chunks) if streamed else chunks:
-        for table_name, frame in chunk.frames.items():
-            pending.setdefault(table_name, []).append(frame)
-            pending_rows += frame.height
-        _insert(con, RAW_INGEST_ERRORS, _error_frame(chunk.errors), f)
-        outcome.records_read += chunk.records_read
-        outcome.records_parsed += chunk.records_parsed
-        outcome.records_rejected += chunk.records_rejected
-        outcome.warnings += sum(1 for e in chunk.errors if not e.is_rejection)
-        room = keep_errors - len(outcome.first_errors)
-        outcome.first_errors.extend(chunk.errors[: max(room, 0)])
-        if streamed and pending_rows >= COMMIT_ROWS:
-            _flush(con, pending, f)
-            pending_rows = 0
-            con.execute("commit")
-            con.execute("begin transaction")
-    _flush(con, pending, f)
-
-
-def _flush(
-    con: duckdb.DuckDBPyConnection, pending: dict[str, list[pl.DataFrame]], f: InputFile
-) -> None:
-    """Insert the frames collected per table (one insert per table) and forget them."""
-    for table_name, frames in pending.items():
-        _insert(
-            con, BY_NAME[table_name], pl.concat(frames, how="vertical_relaxed", rechunk=True), f
-        )
-    pending.clear()
-
-
-def _delete_file_row(con: duckdb.DuckDBPyConnection, f: InputFile) -> None:
-    con.execute(
-        "delete from raw_ingest_files where bundle_id = ? and node = ? and source_file = ?",
-        [f.bundle_id, f.node, f.source_file],
-    )
-
-
-def _file_row(outcome: FileOutcome, sha: str | None, size: int) -> pl.DataFrame:
-    return RAW_INGEST_FILES.frame(
-        [
-            {
-                "kind": outcome.kind,
-                "content_sha256": sha,
-                "size_bytes": size,
-                "records_read": outcome.records_read,
-                "records_parsed": outcome.records_parsed,
-                "records_rejected": outcome.records_rejected,
-                "warnings": outcome.warnings,
-                "status": outcome.status,
-                "reason": outcome.reason,
-                "engine": outcome.engine,
-            }
-        ]
-    )
-
-
-def load_files(con: duckdb.DuckDBPyConnection, files: Iterable[InputFile]) -> list[FileOutcome]:
-    return [load_file(con, f) for f in files]
+def memory_limit_given(con: duckdb.DuckDBPyConnection) -> str | None:
+    """--memory-limit as given to connect (None: DuckDB's default is in force)."""
+    [(given,)] = con.execute(f"select getvariable('{MEMORY_LIMIT_VARIABLE}')").fetchall()
+    return None if given is None else str(given)

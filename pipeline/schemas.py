@@ -575,9 +575,20 @@ RAW_INGEST_FILES = TableSchema(
         Column("records_parsed", pl.Int64, "records loaded into raw tables"),
         Column("records_rejected", pl.Int64, "records written to raw_ingest_errors instead"),
         Column("warnings", pl.Int64, "file-level warnings (e.g. summary count mismatch)"),
-        Column("status", pl.Utf8, "loaded|skipped|failed, or loading while a capture streams in"),
+        Column(
+            "status",
+            pl.Utf8,
+            "loaded|skipped|failed: only a loaded file counts as unchanged next time; a failed "
+            "file is tried again by every run",
+        ),
         Column("reason", pl.Utf8, "why a file was skipped or failed"),
         Column("engine", pl.Utf8, "pcap decoder used: fast|pyshark (null for text files)"),
+        Column(
+            "capture_id",
+            pl.Utf8,
+            "a loaded capture's folder of Parquet files under <data dir>/captures/ (its packets, "
+            "app messages, flows and rejected records); null for text files",
+        ),
     ),
     line_column=None,
 )
@@ -662,7 +673,44 @@ RAW_APP_MESSAGES = TableSchema(
     line_column="frame_no",
 )
 
+
+RAW_FLOWS = TableSchema(
+    "raw_flows",
+    "one row per connection per capture file, summarised like Zeek's conn.log when the capture "
+    "was loaded (queries/20_intermediate/int_flows__summarized.sql over that capture alone)",
+    (
+        Column("ts", pl.Datetime("ns", "UTC"), "first packet of the connection (UTC)"),
+        Column("uid", pl.Utf8, "Zeek-style connection id (C + 17 base62 digits), stable per file"),
+        Column("orig_h", pl.Utf8, "originator address"),
+        Column("orig_p", pl.Int32, "originator port (ICMP: type)"),
+        Column("resp_h", pl.Utf8, "responder address"),
+        Column("resp_p", pl.Int32, "responder port (ICMP: code or counterpart type)"),
+        Column("proto", pl.Utf8, "tcp|udp|icmp|... as in Zeek"),
+        Column("duration", pl.Float64, "seconds from first to last packet; null if 0"),
+        Column("orig_bytes", pl.Float64, "originator payload bytes (TCP: from sequence numbers)"),
+        Column("resp_bytes", pl.Float64, "responder payload bytes"),
+        Column("conn_state", pl.Utf8, "Zeek conn_state (S0, S1, SF, REJ, RSTO, ...)"),
+        Column("history", pl.Utf8, "Zeek history letters (upper case: originator)"),
+        Column("missed_bytes", pl.Float64, "bytes acknowledged but never seen (gaps)"),
+        Column("orig_pkts", pl.Int64, "packets from the originator"),
+        Column("orig_ip_bytes", pl.Float64, "IP bytes from the originator"),
+        Column("resp_pkts", pl.Int64, "packets from the responder"),
+        Column("resp_ip_bytes", pl.Float64, "IP bytes from the responder"),
+        Column("ip_proto", pl.Int32, "IP protocol number"),
+        Column("community_id", pl.Utf8, "Community ID v1 (seed 0) of the flow"),
+        Column("first_seq", pl.Int64, "originator's initial TCP sequence number"),
+        Column("rtt_syn_synack_ms", pl.Float64, "SYN -> SYN/ACK as seen at this capture point"),
+        Column("rtt_synack_ack_ms", pl.Float64, "SYN/ACK -> ACK as seen at this capture point"),
+        Column("iface", pl.Utf8, "interfaces the packets were captured on (',' joined)"),
+        Column("first_frame_no", pl.Int64, "frame number of the connection's first packet"),
+        Column("last_frame_no", pl.Int64, "frame number of the connection's last packet"),
+    ),
+    line_column=None,
+)
+
 PACKET_TABLES: tuple[TableSchema, ...] = (RAW_PACKETS, RAW_APP_MESSAGES)
+PARQUET_TABLES: tuple[TableSchema, ...] = (RAW_PACKETS, RAW_APP_MESSAGES, RAW_FLOWS)
+"""Stored as Parquet files per capture in the data directory; views in the database."""
 
 # Derived tables: computed by pipeline/explain after every load (the kernel's rule walk is not
 # SQL); fully replaced each run. Answer views join them with the SQL-built views.
@@ -747,9 +795,12 @@ DERIVED_TABLES: tuple[TableSchema, ...] = (
     DERIVED_DISTRIBUTION_TESTS,
 )
 
+DB_TABLES: tuple[TableSchema, ...] = (*TEXT_TABLES, *BOOKKEEPING_TABLES, *DERIVED_TABLES)
+"""Tables stored in the DuckDB file itself."""
+
 ALL_TABLES: tuple[TableSchema, ...] = (
     *TEXT_TABLES,
-    *PACKET_TABLES,
+    *PARQUET_TABLES,
     *BOOKKEEPING_TABLES,
     *DERIVED_TABLES,
 )

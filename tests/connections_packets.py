@@ -126,7 +126,13 @@ def udp_exchange(
 
 def store(path: Path) -> duckdb.DuckDBPyConnection:
     """An empty database with every view applied (slow: share it between tests)."""
-    return connect(path)
+    con = connect(path)
+    # why: the scenarios write packets by hand, so raw_packets is a table here (natlens keeps
+    # captures as Parquet files) and raw_flows is computed live from it
+    con.execute("drop view raw_packets")
+    con.execute("create table raw_packets as select * from natlens_empty__raw_packets")
+    con.execute("create or replace view raw_flows as select * from int_flows__summarized")
+    return con
 
 
 def load(

@@ -33,6 +33,8 @@ FLOW_VIEW_FILES = (
     "20_intermediate/int_packets__grouped.sql",
     "20_intermediate/int_packets__sessionized.sql",
     "20_intermediate/int_packets__annotated.sql",
+    "20_intermediate/int_flows__summarized.sql",
+    "10_staging/stg_pcap__flows.sql",
     "30_answers/flows.sql",
 )
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
@@ -169,6 +171,9 @@ def load_frames(
 
 
 def apply_flow_views(con: duckdb.DuckDBPyConnection) -> None:
+    # why: natlens runs int_flows__summarized once per capture and stores it as raw_flows; over
+    # several captures at once it gives the same rows (tests/test_ingest_once.py checks that)
+    con.execute("create or replace view raw_flows as select * from int_flows__summarized")
     for rel in FLOW_VIEW_FILES:
         path = QUERIES / rel
         body = path.read_text().strip().rstrip(";")

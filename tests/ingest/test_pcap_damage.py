@@ -5,16 +5,15 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import duckdb
 import pytest
 from polars.testing import assert_frame_equal
 
+from pipeline.analyze import load_file
 from pipeline.bundle import discover
-from pipeline.db import ensure_tables
+from pipeline.db import connect
 from pipeline.errors import InputError
 from pipeline.ingest.pcap import read_capture
 from pipeline.ingest.records import RecordError
-from pipeline.loader import load_file
 from tests.ingest.pcap_cases import FIXTURES, read_all
 
 
@@ -134,8 +133,7 @@ def test_a_file_that_is_no_capture_raises_input_error(
 
 
 def test_the_loader_stores_packets_and_the_located_error(tmp_path: Path) -> None:
-    con = duckdb.connect(str(tmp_path / "t.duckdb"))
-    ensure_tables(con)  # the raw tables only: this test is about loading, not the views
+    con = connect(tmp_path / "t.duckdb")
     [f] = discover([FIXTURES / "cut_record.pcap"], bundle_id="b")
     outcome = load_file(con, f)
     assert (outcome.records_read, outcome.records_parsed, outcome.records_rejected) == (145, 144, 1)

@@ -1,0 +1,133 @@
+"""The load step of `natlens analyze`: every file of the run into the database, in order.
+
+Text files are parsed here; captures go to an executor (this process, a process pool or Ray)
+and are recorded as they finish. Interrupts (KeyboardInterrupt, or the CLI's Terminated for
+SIGTERM) pass through: everything recorded before them stays, the rest is redone next time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from pipeline.bundle import InputFile
+from pipeline.capture.executors import (
+    CaptureFailure,
+    PoolRunner,
+    RayRunner,
+    default_jobs,
+    run_inline,
+)
+from pipeline.capture.stage import CaptureJob, CaptureResult
+from pipeline.db import refresh_parquet_views
+from pipeline.loader import (
+    FileOutcome,
+    PlannedFile,
+    load_text,
+    memory_limit_given,
+    plan_file,
+    prepare,
+    prune_missing,
+    record_capture,
+    record_failure,
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    engine: str = "fast"
+    jobs: int | None = None  # None: one per core
+    ray: str | None = None  # a Ray address, or "local"
+
+
+def bundle_ids_of(paths: list[Path], files: list[InputFile], bundle_id: str | None) -> set[str]:
+    """The bundles given as directories: their files that are gone from disk are dropped."""
+    ids: set[str] = set()
+    for path in paths:
+        if path.is_dir():
+            ids.add(bundle_id or path.resolve().name)
+    return ids
+
+
+def load_all(
+    con: duckdb.DuckDBPyConnection,
+    files: list[InputFile],
+    *,
+    options: LoadOptions,
+    bundle_ids: set[str],
+    started: Progress = lambda _: None,
+    finished: Progress = lambda _: None,
+) -> list[FileOutcome]:
+    """Load the files; `started`/`finished` are called with each file's display name."""
+    prepare(con)
+    outcomes = prune_missing(con, bundle_ids, files)
+    workers = options.jobs or default_jobs()
+    threads = max(1, default_jobs() // max(workers, 1))
+    limit = memory_limit_given(con)
+    planned: list[PlannedFile] = []
+    for f in files:
+        started(f.display)
+        planned.append(plan_file(con, f, options.engine, threads, limit))
+    captures: dict[str, PlannedFile] = {}
+    for p in planned:
+        if p.outcome is not None:
+            if p.outcome.status == "failed":  # unreadable: stored, tried again next run
+                p.outcome = record_failure(con, p, None, p.outcome.reason or "cannot read")
+            outcomes.append(p.outcome)
+            finished(p.file.display)
+        elif p.job is None:
+            started(p.file.display)
+            outcomes.append(load_text(con, p))
+            finished(p.file.display)
+        else:
+            captures[p.job.capture_id] = p
+    outcomes.extend(_load_captures(con, captures, options, workers, finished))
+    refresh_parquet_views(con)
+    return outcomes
+
+
+def _load_captures(
+    con: duckdb.DuckDBPyConnection,
+    captures: dict[str, PlannedFile],
+    options: LoadOptions,
+    workers: int,
+    finished: Progress,
+) -> list[FileOutcome]:
+    jobs: list[CaptureJob] = [p.job for p in captures.values() if p.job is not None]
+    if not jobs:
+        return []
+    runner: PoolRunner | RayRunner | None = None
+    if options.ray is not None:
+        runner = RayRunner(options.ray)
+    elif workers > 1 and len(jobs) > 1:
+        runner = PoolRunner(min(workers, len(jobs)))
+    outcomes: list[FileOutcome] = []
+    stopped = True
+    try:
+        results = run_inline(jobs) if runner is None else runner.run(jobs)
+        for job, result in results:
+            p = captures[job.capture_id]
+            kind = p.sniffed.kind if p.sniffed else None
+            if isinstance(result, CaptureResult):
+                outcomes.append(record_capture(con, p, result))
+            else:
+                why = result.describe() if isinstance(result, CaptureFailure) else str(result)
+                outcomes.append(record_failure(con, p, kind, why, options.engine))
+            finished(p.file.display)
+        stopped = False
+    finally:
+        if runner is not None:
+            runner.close(stop=stopped)
+    return outcomes
+
+
+def load_file(con: duckdb.DuckDBPyConnection, f: InputFile, engine: str = "fast") -> FileOutcome:
+    """Load one file in this process (for the API and tests); see load_all."""
+    outcomes = load_all(con, [f], options=LoadOptions(engine, jobs=1), bundle_ids=set())
+    [outcome] = [o for o in outcomes if o.file == f]
+    return outcome
