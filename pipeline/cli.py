@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline import __version__
-from pipeline.bundle import discover
+from pipeline.bundle import discover_all
 from pipeline.db import QUERY_LAYERS, connect, read_view_files, refresh_materialized
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
@@ -98,10 +98,15 @@ def analyze(
     files = []
     for path in paths:
         try:
-            files.extend(discover([path], node=node, bundle_id=bundle_id))
+            found = discover_all([path], node=node, bundle_id=bundle_id)
         except InputError as exc:
             err.print(str(exc), markup=False)
             exit_code = ExitCode.INPUT
+            continue
+        files.extend(found.files)
+        if not quiet:
+            for skipped in found.skipped:
+                err.print(f"{skipped.display}: skipped: {skipped.reason}", markup=False)
     try:
         con = connect(db, memory_limit=memory_limit)
     except QueryError as exc:
