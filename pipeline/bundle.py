@@ -93,9 +93,10 @@ def discover_all(
         try:
             mode = given.stat().st_mode  # follows a link: the user named this path
         except OSError as exc:
+            missing = isinstance(exc, FileNotFoundError) or not exc.strerror
             raise InputError(
                 display_name(given),
-                exc.strerror or "no such file or directory",
+                "no such file or directory" if missing else f"cannot read: {exc.strerror}",
                 hint="pass a bundle directory or files",
             ) from exc
         if stat.S_ISDIR(mode):
