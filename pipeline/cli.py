@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline import __version__
+from pipeline.atomic import write_text_atomic
 from pipeline.bundle import discover_all
 from pipeline.db import QUERY_LAYERS, connect, read_view_files, refresh_materialized
 from pipeline.errors import ExitCode, InputError, QueryError
@@ -145,7 +146,9 @@ def analyze(
         err.print("the loaded files are kept; flows/connections were not rebuilt", markup=False)
         raise _fail(exc, ExitCode.DATABASE) from exc
     if output is not None:
-        output.write_text(render_report(con))
+        if not _write_report(output, render_report(con)):
+            con.close()
+            raise typer.Exit(int(ExitCode.DATABASE))
         if not quiet:
             err.print(f"report written to {output}", markup=False)
     failing_checks = run_checks(con)
@@ -220,8 +223,18 @@ def report(
     con.close()
     if output is None:
         typer.echo(text, nl=False)
-    else:
-        output.write_text(text)
+    elif not _write_report(output, text):
+        raise typer.Exit(int(ExitCode.DATABASE))
+
+
+def _write_report(output: Path, text: str) -> bool:
+    """Write the report whole or not at all; on failure print one located line."""
+    try:
+        write_text_atomic(output, text)
+    except OSError as exc:  # e.g. a full disk: the previous report is left as it was
+        err.print(f"{output}: error: cannot write report: {exc.strerror or exc}", markup=False)
+        return False
+    return True
 
 
 @app.command()
