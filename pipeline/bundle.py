@@ -7,6 +7,8 @@ the bundle, and files under ``cluster/``, belong to node ``-``. Single files may
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,50 +52,155 @@ class Sniffed:
     is_binary: bool = False
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """An entry of a bundle that is not read, and why (printed as ``DISPLAY: skipped: REASON``)."""
+
+    display: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """What `discover_all` found: the files to load and the entries it did not open."""
+
+    files: list[InputFile]
+    skipped: list[Skipped]
+
+
 def discover(
     paths: Iterable[Path], *, node: str | None = None, bundle_id: str | None = None
 ) -> list[InputFile]:
-    """Expand bundle directories and single files into InputFiles, in a stable order."""
-    found: list[InputFile] = []
+    """Expand bundle directories and single files into InputFiles, in a stable order.
+
+    The entries not opened (links, special files) are dropped here; `discover_all` lists them.
+    """
+    return discover_all(paths, node=node, bundle_id=bundle_id).files
+
+
+def discover_all(
+    paths: Iterable[Path], *, node: str | None = None, bundle_id: str | None = None
+) -> Discovered:
+    """Expand bundle directories and single files into InputFiles, and list what is skipped.
+
+    A bundle is untrusted: inside it no symbolic link is followed (file or directory) and no
+    special file (FIFO, socket, device) is opened; each is listed in `skipped` with the reason.
+    A path given here is followed even if it is a link, since the user named it. Names that are
+    not UTF-8 are kept, shown and stored with their bytes escaped (``name\\xff.txt``).
+    """
+    found = Discovered([], [])
     for given in paths:
-        if given.is_dir():
-            found.extend(_bundle_files(given, bundle_id))
-        elif given.is_file():
-            found.append(
+        try:
+            mode = given.stat().st_mode  # follows a link: the user named this path
+        except OSError as exc:
+            missing = isinstance(exc, FileNotFoundError) or not exc.strerror
+            raise InputError(
+                display_name(given),
+                "no such file or directory" if missing else f"cannot read: {exc.strerror}",
+                hint="pass a bundle directory or files",
+            ) from exc
+        if stat.S_ISDIR(mode):
+            _walk_bundle(given, bundle_id, found)
+        elif stat.S_ISREG(mode):
+            found.files.append(
                 InputFile(
                     path=given,
-                    display=str(given),
+                    display=display_name(given),
                     bundle_id=bundle_id or "files",
                     node=node or BUNDLE_LEVEL_NODE,
-                    source_file=given.name,
+                    source_file=display_name(given.name),
                 )
             )
         else:
-            raise InputError(
-                str(given), "no such file or directory", hint="pass a bundle directory or files"
-            )
+            found.skipped.append(Skipped(display_name(given), _special_reason(mode)))
     return found
 
 
-def _bundle_files(root: Path, bundle_id: str | None) -> list[InputFile]:
-    name = bundle_id or root.resolve().name
-    files: list[InputFile] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
+def display_name(path: str | Path) -> str:
+    """A file name as printable UTF-8 text: bytes that are not UTF-8 become ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _special_reason(mode: int) -> str:
+    for test, what in _SPECIAL_KINDS:
+        if test(mode):
+            return f"{what} (not a regular file, not opened)"
+    return "not a regular file (not opened)"
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "FIFO (named pipe)"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def _walk_bundle(root: Path, bundle_id: str | None, found: Discovered) -> None:
+    """Add the regular files under `root` to `found`, in path order; never follow a link."""
+    name = bundle_id or display_name(root.resolve().name)
+    regular: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            info = folder.stat(follow_symlinks=folder == root)  # the root may be a named link
+            if (info.st_dev, info.st_ino) in seen_dirs:  # e.g. a bind mount of a folder above
+                skipped.append((folder, "directory loop (already walked, not walked again)"))
+                continue
+            seen_dirs.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except OSError as exc:
+            skipped.append((folder, f"cannot list directory: {exc.strerror or exc}"))
             continue
+        for entry in entries:
+            path = folder / entry.name
+            if entry.name.startswith("."):
+                continue
+            try:
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError as exc:
+                skipped.append((path, f"cannot stat: {exc.strerror or exc}"))
+                continue
+            if stat.S_ISLNK(mode):
+                skipped.append((path, f"symbolic link (not followed): -> {_link_target(path)}"))
+            elif stat.S_ISDIR(mode):
+                pending.append(path)
+            elif stat.S_ISREG(mode):
+                regular.append(path)
+            else:
+                skipped.append((path, _special_reason(mode)))
+    stored: dict[str, Path] = {}
+    for path in sorted(regular):
+        rel = path.relative_to(root)
+        source_file = f"{name}/{display_name(rel.as_posix())}"
+        if source_file in stored:  # e.g. a name holding the text '\xff' beside byte 0xFF
+            other = display_name(stored[source_file])
+            skipped.append((path, f"its escaped name is that of {other} (not loaded twice)"))
+            continue
+        stored[source_file] = path
         top = rel.parts[0] if len(rel.parts) > 1 else None
-        node = BUNDLE_LEVEL_NODE if top in (None, CLUSTER_FOLDER) else top
-        files.append(
+        node = BUNDLE_LEVEL_NODE if top in (None, CLUSTER_FOLDER) else display_name(top)
+        found.files.append(
             InputFile(
                 path=path,
-                display=str(path),
+                display=display_name(path),
                 bundle_id=name,
                 node=node,
-                source_file=f"{name}/{rel.as_posix()}",
+                source_file=source_file,
             )
         )
-    return files
+    found.skipped.extend(Skipped(display_name(p), reason) for p, reason in sorted(skipped))
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return display_name(os.readlink(path))
+    except OSError as exc:
+        return f"(unreadable: {exc.strerror or exc})"
 
 
 def content_hash(data: bytes) -> str:

@@ -16,7 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from pipeline import __version__
 from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
-from pipeline.bundle import InputFile, discover
+from pipeline.atomic import write_text_atomic
+from pipeline.bundle import InputFile, discover_all
 from pipeline.db import QUERY_LAYERS, connect, read_view_files, refresh_materialized
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
@@ -159,10 +160,15 @@ def _analyze(
     files = []
     for path in paths:
         try:
-            files.extend(discover([path], node=node, bundle_id=bundle_id))
+            found = discover_all([path], node=node, bundle_id=bundle_id)
         except InputError as exc:
             err.print(str(exc), markup=False)
             exit_code = ExitCode.INPUT
+            continue
+        files.extend(found.files)
+        if not quiet:
+            for skipped in found.skipped:
+                err.print(f"{skipped.display}: skipped: {skipped.reason}", markup=False)
     try:
         con = connect(db, memory_limit=memory_limit, data_dir=data_dir)
     except QueryError as exc:
@@ -196,7 +202,9 @@ def _analyze(
         err.print("the loaded files are kept; legs/connections were not rebuilt", markup=False)
         raise _fail(exc, ExitCode.DATABASE) from exc
     if output is not None:
-        output.write_text(render_report(con))
+        if not _write_report(output, render_report(con)):
+            con.close()
+            raise typer.Exit(int(ExitCode.DATABASE))
         if not quiet:
             err.print(f"report written to {output}", markup=False)
     failing_checks = run_checks(con)
@@ -299,8 +307,18 @@ def report(
     con.close()
     if output is None:
         typer.echo(text, nl=False)
-    else:
-        output.write_text(text)
+    elif not _write_report(output, text):
+        raise typer.Exit(int(ExitCode.DATABASE))
+
+
+def _write_report(output: Path, text: str) -> bool:
+    """Write the report whole or not at all; on failure print one located line."""
+    try:
+        write_text_atomic(output, text)
+    except OSError as exc:  # e.g. a full disk: the previous report is left as it was
+        err.print(f"{output}: error: cannot write report: {exc.strerror or exc}", markup=False)
+        return False
+    return True
 
 
 @app.command()

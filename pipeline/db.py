@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,16 @@ SETTINGS_TABLE = "natlens_settings"
 """key/value rows: `data_dir`, the folder of the captures' Parquet files."""
 EMPTY_PREFIX = "natlens_empty__"
 """An empty table per Parquet-backed raw table: what its view reads while no capture is loaded."""
+NATLENS_MARKER_TABLES = (CATALOG_LOG, "raw_ingest_files")
+"""A DuckDB file holding one of these was made by natlens; one with other tables only is not."""
+DUCKDB_MAGIC, DUCKDB_MAGIC_OFFSET = b"DUCK", 8
+SQLITE_MAGIC = b"SQLite format 3\0"
+NO_NETWORK_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+"""natlens never fetches DuckDB extensions (the ones it uses are built into the duckdb wheel)."""
+_ONLY_OURS = "natlens opens only DuckDB files it created, or a new or empty path"
 MEMORY_LIMIT_VARIABLE = "natlens_memory_limit"
 """DuckDB variable holding --memory-limit as given (unset: DuckDB's default is in force)."""
 
@@ -69,10 +80,12 @@ def connect(
     to a temporary directory beside the database file. `data_dir` is where the captures'
     Parquet files live (default: the one this database was last used with, else `<db>.d`).
     """
+    _check_is_natlens_or_new(Path(path))
     try:
-        con = duckdb.connect(str(path))
+        con = duckdb.connect(str(path), config=NO_NETWORK_CONFIG)
     except duckdb.Error as exc:
         raise QueryError(str(path), f"cannot open DuckDB file: {exc}") from exc
+    _check_natlens_catalog(con, str(path))
     con.execute("SET TimeZone = 'UTC'")
     # why: views hide row counts from the planner, which then estimates a handful of rows and
     # picks a nested-loop ASOF join: minutes instead of seconds on a million packets
@@ -164,6 +177,55 @@ def refresh_parquet_views(con: duckdb.DuckDBPyConnection) -> None:
             body = f"select {columns} from {EMPTY_PREFIX}{schema.name}"
         con.execute(f"create or replace view {schema.name} as {body}")
         con.execute(f"comment on view {schema.name} is {_quote(schema.doc)}")
+
+
+def _check_is_natlens_or_new(path: Path) -> None:
+    """Refuse a path that holds something other than a DuckDB file, before DuckDB opens it.
+
+    why: DuckDB opens a SQLite file through its sqlite extension, fetched from the network; an
+    empty file (e.g. from mktemp) holds nothing and is removed, since DuckDB refuses it.
+    """
+    if str(path).startswith(":memory:"):
+        return
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return  # a new database
+    except OSError as exc:
+        raise QueryError(str(path), f"cannot open: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise QueryError(str(path), f"not a regular file; {_ONLY_OURS}")
+    try:
+        if info.st_size == 0:
+            path.resolve().unlink()
+            return
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise QueryError(str(path), f"cannot open: {exc.strerror or exc}") from exc
+    if head[DUCKDB_MAGIC_OFFSET : DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC)] != DUCKDB_MAGIC:
+        what = "a SQLite database" if head == SQLITE_MAGIC else "not a DuckDB file"
+        raise QueryError(str(path), f"{what}; {_ONLY_OURS}")
+
+
+def _check_natlens_catalog(con: duckdb.DuckDBPyConnection, where: str) -> None:
+    """Close `con` and refuse a DuckDB file that holds tables or views but none of natlens's.
+
+    Runs before connect changes anything, so such a file is left as it was.
+    """
+    names = con.execute(
+        "select schema_name, table_name from duckdb_tables() "
+        "where database_name = current_database() "
+        "union all select schema_name, view_name from duckdb_views() "
+        "where not internal and database_name = current_database()"
+    ).fetchall()
+    if names and not {t for s, t in names if s == "main"} & set(NATLENS_MARKER_TABLES):
+        con.close()
+        raise QueryError(
+            where,
+            "not a natlens database; natlens does not add its tables to other DuckDB files "
+            "(pass a new path with --db)",
+        )
 
 
 def catalog_fingerprint(views: list[ViewFile]) -> str:

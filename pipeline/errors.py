@@ -12,7 +12,7 @@ class ExitCode(IntEnum):
     RECORD_ERRORS = 1  # some records were rejected and --strict was given
     USAGE = 2  # bad command line (Typer/Click also uses 2)
     INPUT = 3  # an input file or path could not be read at all
-    DATABASE = 4  # the DuckDB file could not be opened or a query failed
+    DATABASE = 4  # the DuckDB file could not be opened, a query failed, a report not written
     CHECKS = 5  # a data check (queries/checks) returned offending rows under --strict
 
 

@@ -3,7 +3,9 @@
 Used by the JSON ingestors (ip -j, kubectl -o json): an array is decoded one element at a time
 with ``json.JSONDecoder.raw_decode``, so a truncated array still yields its complete elements and
 the cut-off rest becomes a single located error; prompt lines or prose around the JSON are
-reported line by line instead of failing the file.
+reported line by line instead of failing the file. An element nested more than MAX_DEPTH
+levels deep is one rejected record (Python's decoder would raise RecursionError on it, losing
+the whole file); the walk goes on after its end.
 """
 
 from __future__ import annotations
@@ -29,6 +31,30 @@ class JsonElement:
 
 _Walk = Generator[JsonElement | RecordError, None, int]
 _BLANKS = " \t\r\n"
+MAX_DEPTH = 512
+"""Deepest nesting of arrays/objects accepted in one element (Kubernetes objects: about 20)."""
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
+
+
+def json_depth(text: str, pos: int = 0) -> tuple[int, int | None]:
+    """Nesting depth of the JSON array or object at `pos`, and the offset just after it.
+
+    A linear scan without recursion: brackets inside strings do not count. The offset is None
+    when the value does not close before the end of `text`.
+    """
+    depth = deepest = 0
+    for match in _STRING_OR_BRACKET.finditer(text, pos):
+        token = match.group()
+        if token[0] == '"':
+            continue
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+            if depth <= 0:
+                return deepest, match.end()
+    return deepest, None
 
 
 def iter_json(text: str, items_key: str | None = None) -> Iterator[JsonElement | RecordError]:
@@ -89,14 +115,46 @@ class _Walker:
             pos = self.skip(pos)
 
     def value(self, pos: int) -> _Walk:
-        """Decode one value at `pos`; on failure report the rest of the text and stop."""
+        """Decode one value at `pos`; on failure report the rest of the text and stop.
+
+        A value nested too deeply is one error and the walk goes on after it.
+        """
         try:
             value, end = self.decoder.raw_decode(self.text, pos)
         except json.JSONDecodeError as exc:
             yield self.rest_error(pos, exc)
             return len(self.text)
+        except RecursionError:  # deeper than Python's recursion limit allows here
+            value, end = None, -1
+        if end < 0 or self.too_deep(pos, end):
+            depth, close = json_depth(self.text, pos)
+            end = len(self.text) if close is None else close
+            reason = f"nested too deeply ({depth} levels > {MAX_DEPTH})"
+            if depth <= MAX_DEPTH:  # a deep call stack left less room than MAX_DEPTH
+                reason = f"nested too deeply for the JSON decoder ({depth} levels)"
+            if close is None:
+                reason += " and cut off"
+            yield RecordError(reason, self.text[pos:end].rstrip(), line=self.line(pos))
+            return end
         yield JsonElement(self.line(pos), self.text[pos:end], value)
         return end
+
+    def too_deep(self, start: int, end: int) -> bool:
+        """Is text[start:end] nested more than MAX_DEPTH levels? Counting brackets is cheap."""
+        if self.text.count("[", start, end) + self.text.count("{", start, end) <= MAX_DEPTH:
+            return False
+        return json_depth(self.text[start:end])[0] > MAX_DEPTH
+
+    def decode(self, pos: int) -> tuple[Any, int]:
+        """Decode a value inside an object being walked; too deep is a decoding error."""
+        try:
+            value, end = self.decoder.raw_decode(self.text, pos)
+        except RecursionError:
+            value, end = None, -1
+        if end < 0 or self.too_deep(pos, end):
+            msg = f"nested too deeply (> {MAX_DEPTH} levels)"
+            raise json.JSONDecodeError(msg, self.text, pos)
+        return value, end
 
     def array(self, pos: int) -> _Walk:
         pos = self.skip(pos + 1)
@@ -120,7 +178,7 @@ class _Walker:
         pos = self.skip(pos + 1)
         try:
             while self.at(pos) != "}":
-                key, pos = self.decoder.raw_decode(self.text, pos)
+                key, pos = self.decode(pos)
                 pos = self.skip(pos)
                 if not isinstance(key, str) or self.at(pos) != ":":
                     raise json.JSONDecodeError("expected a key and ':'", self.text, pos)
@@ -129,7 +187,7 @@ class _Walker:
                     has_items = True
                     pos = yield from self.array(pos)
                 else:
-                    header[key], pos = self.decoder.raw_decode(self.text, pos)
+                    header[key], pos = self.decode(pos)
                 pos = self.skip(pos)
                 if self.at(pos) == ",":
                     pos = self.skip(pos + 1)

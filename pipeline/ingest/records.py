@@ -28,15 +28,30 @@ class Detection:
     score: int
 
 
+MAX_RAW_CHARS = 4096
+"""A rejected record keeps at most this much of its raw text, then says how long it was."""
+_TRUNCATED = re.compile(r"… \[truncated, \d+ chars\]")
+
+
 @dataclass(frozen=True)
 class RecordError:
-    """One record that could not be used (or, with is_rejection=False, a warning about the file)."""
+    """One record that could not be used (or, with is_rejection=False, a warning about the file).
+
+    `raw` longer than MAX_RAW_CHARS is cut there and ends with ``… [truncated, N chars]``, N
+    being its full length: a 200 MB line of garbage is stored as 4 KB. A cut `raw` is kept as
+    it is (``dataclasses.replace`` of a cut error does not cut it again).
+    """
 
     reason: str
     raw: str
     line: int | None = None
     offset: int | None = None
     is_rejection: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.raw) > MAX_RAW_CHARS and not _TRUNCATED.fullmatch(self.raw, MAX_RAW_CHARS):
+            cut = f"{self.raw[:MAX_RAW_CHARS]}… [truncated, {len(self.raw)} chars]"
+            object.__setattr__(self, "raw", cut)  # the dataclass is frozen
 
 
 @dataclass
