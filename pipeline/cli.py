@@ -300,15 +300,29 @@ def report(
             ExitCode.INPUT,
         )
     try:
-        con = connect(db)
+        con = _open_current(db)
+        text = render_report(con)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
-    text = render_report(con)
     con.close()
     if output is None:
         typer.echo(text, nl=False)
     elif not _write_report(output, text):
         raise typer.Exit(int(ExitCode.DATABASE))
+
+
+def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
+    """Open the database with its derived tables current: a run killed or failed before it
+    rebuilt them left them stale, and they are rebuilt here rather than read stale."""
+    con = connect(db)
+    try:
+        rebuilt = refresh_materialized(con)
+    except QueryError:
+        con.close()
+        raise
+    if rebuilt:
+        err.print(f"{db}: note: rebuilt {', '.join(rebuilt)} (they were out of date)", markup=False)
+    return con
 
 
 def _write_report(output: Path, text: str) -> bool:
@@ -336,7 +350,7 @@ def sql(
             ExitCode.INPUT,
         )
     try:
-        con = connect(db)
+        con = _open_current(db)
         result = run_query(con, query)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc

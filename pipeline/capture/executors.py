@@ -1,23 +1,30 @@
-"""Where captures are decoded: in this process, a local process pool, or a Ray cluster.
+"""Where captures are decoded: in this process, in worker processes, or on a Ray cluster.
 
-Each executor takes CaptureJobs and yields (job, result or error) as captures finish, in any
-order; the caller records each result in the database as it arrives. A failure inside one
-capture (a decoder bug, memory) comes back as that capture's error; the others go on.
+Each runner takes CaptureJobs and yields (job, CaptureResult or CaptureFailure) as captures
+finish, in any order; the caller records each result in the database as it arrives. A failure
+inside one capture (a decoder bug, memory) comes back as that capture's failure; the others go
+on. Local workers are plain `python -m pipeline.capture.worker` child processes (JSON lines on
+stdin/stdout), not forks of this process.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import ctypes
+import dataclasses
+import json
 import os
+import selectors
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.pool import Pool
 from typing import Any
 
 from pipeline.capture.stage import CaptureJob, CaptureResult, run_capture
+from pipeline.capture.worker import failure_text, result_from_json, result_to_json
 
-Outcome = tuple[CaptureJob, CaptureResult | BaseException]
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -31,55 +38,95 @@ class CaptureFailure:
         return f"{self.type_name}: {self.message}" if self.message else self.type_name
 
 
-def _describe(exc: BaseException) -> CaptureFailure:
-    from pipeline.errors import InputError
-
-    if isinstance(exc, InputError):
-        return CaptureFailure("InputError", exc.msg)
-    text = str(exc).strip()
-    return CaptureFailure(type(exc).__name__, text.splitlines()[0] if text else "")
+Done = tuple[CaptureJob, CaptureResult | CaptureFailure]
 
 
-def _run_safely(job: CaptureJob) -> tuple[CaptureJob, CaptureResult | CaptureFailure]:
+def _run_safely(job: CaptureJob) -> Done:
     try:
         return job, run_capture(job)
-    except Exception as exc:  # reported as this capture's failure, in the parent
-        return job, _describe(exc)
-
-
-def _ignore_interrupts() -> None:
-    # why: Ctrl-C reaches the whole process group; the parent stops the workers itself, so
-    # they must not print tracebacks of their own
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except Exception as exc:  # reported as this capture's failure
+        return job, CaptureFailure(*failure_text(exc))
 
 
 def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
-def run_inline(jobs: list[CaptureJob]) -> Iterator[tuple[CaptureJob, Any]]:
+def run_inline(jobs: list[CaptureJob]) -> Iterator[Done]:
     for job in jobs:
         yield _run_safely(job)
 
 
+def _die_with_parent() -> None:
+    # why: a parent killed with SIGKILL cannot stop its workers; the kernel does (Linux), so no
+    # orphan goes on writing while the next run starts
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 class PoolRunner:
-    """Captures in a pool of `workers` processes (forkserver: clean processes, no inherited
-    DuckDB connection or threads)."""
+    """Captures in `workers` worker processes, one capture at a time each."""
 
     def __init__(self, workers: int) -> None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["pipeline.capture.stage"])
-        self.pool: Pool = context.Pool(workers, initializer=_ignore_interrupts)
+        self.workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "pipeline.capture.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                preexec_fn=_die_with_parent,
+            )
+            for _ in range(workers)
+        ]
 
-    def run(self, jobs: list[CaptureJob]) -> Iterator[tuple[CaptureJob, Any]]:
-        yield from self.pool.imap_unordered(_run_safely, jobs)
+    def run(self, jobs: list[CaptureJob]) -> Iterator[Done]:
+        todo = list(reversed(jobs))
+        busy: dict[int, CaptureJob] = {}
+        selector = selectors.DefaultSelector()
+        for index, worker in enumerate(self.workers):
+            assert worker.stdout is not None
+            selector.register(worker.stdout, selectors.EVENT_READ, index)
+        for index in range(len(self.workers)):
+            if todo:
+                busy[index] = self._send(index, todo.pop())
+        while busy:
+            for key, _ in selector.select():
+                index = int(key.data)
+                line = self.workers[index].stdout.readline()  # type: ignore[union-attr]
+                job = busy.pop(index)
+                if not line:
+                    code = self.workers[index].wait()
+                    raise RuntimeError(f"capture worker exited ({code}) on {job.path}")
+                answer: dict[str, Any] = json.loads(line)
+                if "ok" in answer:
+                    yield job, result_from_json(answer["ok"])
+                else:
+                    yield job, CaptureFailure(*answer["failed"])
+                if todo:
+                    busy[index] = self._send(index, todo.pop())
+        selector.close()
+
+    def _send(self, index: int, job: CaptureJob) -> CaptureJob:
+        stdin = self.workers[index].stdin
+        assert stdin is not None
+        stdin.write(json.dumps(dataclasses.asdict(job)) + "\n")
+        stdin.flush()
+        return job
 
     def close(self, *, stop: bool = False) -> None:
-        if stop:
-            self.pool.terminate()
-        else:
-            self.pool.close()
-        self.pool.join()
+        for worker in self.workers:
+            if stop:
+                worker.kill()
+            elif worker.stdin is not None:
+                worker.stdin.close()
+        for worker in self.workers:
+            worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
 
 
 class RayRunner:
@@ -101,16 +148,29 @@ class RayRunner:
                 ray.init(**kwargs)
             else:
                 ray.init(address=address, **kwargs)
-        self.task = ray.remote(_run_safely)
-        self.pending: list[Any] = []
+        self.task = ray.remote(_ray_task)
+        self.pending: dict[Any, CaptureJob] = {}
 
-    def run(self, jobs: list[CaptureJob]) -> Iterator[tuple[CaptureJob, Any]]:
-        self.pending = [self.task.remote(job) for job in jobs]
+    def run(self, jobs: list[CaptureJob]) -> Iterator[Done]:
+        self.pending = {self.task.remote(job): job for job in jobs}
         while self.pending:
-            done, self.pending = self.ray.wait(self.pending, num_returns=1)
-            yield self.ray.get(done[0])
+            done, _ = self.ray.wait(list(self.pending), num_returns=1)
+            job = self.pending.pop(done[0])
+            answer: dict[str, Any] = self.ray.get(done[0])
+            if "ok" in answer:
+                yield job, result_from_json(answer["ok"])
+            else:
+                yield job, CaptureFailure(*answer["failed"])
 
     def close(self, *, stop: bool = False) -> None:
-        for ref in self.pending if stop else []:
+        for ref in list(self.pending) if stop else []:
             self.ray.cancel(ref, force=True)
         self.ray.shutdown()
+
+
+def _ray_task(job: CaptureJob) -> dict[str, Any]:
+    """What a Ray worker runs: plain data back, so no natlens class crosses the wire."""
+    try:
+        return result_to_json(run_capture(job))
+    except Exception as exc:
+        return {"failed": failure_text(exc)}
