@@ -34,7 +34,7 @@ SETTINGS_TABLE = "natlens_settings"
 """key/value rows: `data_dir`, the folder of the captures' Parquet files."""
 EMPTY_PREFIX = "natlens_empty__"
 """An empty table per Parquet-backed raw table: what its view reads while no capture is loaded."""
-NATLENS_MARKER_TABLES = (CATALOG_LOG, "raw_ingest_files")
+NATLENS_MARKER_TABLES = (CATALOG_LOG, "raw_ingest_files", "natlens_settings")
 """A DuckDB file holding one of these was made by natlens; one with other tables only is not."""
 DUCKDB_MAGIC, DUCKDB_MAGIC_OFFSET = b"DUCK", 8
 SQLITE_MAGIC = b"SQLite format 3\0"
@@ -279,7 +279,13 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             "select table_name, column_name from duckdb_columns() where schema_name = 'main'"
         ).fetchall()
     }
-    tables = {t for t, _ in existing}
+    # why: duckdb_columns() lists views too; only base tables are created or dropped here
+    tables = {
+        t
+        for (t,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'main'"
+        ).fetchall()
+    }
     for schema in PARQUET_TABLES:
         if schema.name in tables:  # an older natlens kept packets in the database: load again
             con.execute(f"drop table {schema.name}")
