@@ -24,7 +24,7 @@ from pipeline.explain.run import recompute
 from pipeline.loader import FileOutcome
 from pipeline.output import render_result, run_query
 from pipeline.report import render_report, run_checks
-from pipeline.signals import Terminated, interrupts
+from pipeline.signals import Terminated, interrupted, interrupts
 
 app = typer.Typer(
     add_completion=False,
@@ -57,6 +57,8 @@ class OutputFormat(StrEnum):
 
 
 def _fail(exc: InputError | QueryError, code: ExitCode) -> typer.Exit:
+    if interrupted():  # DuckDB's `Query interrupted`: the signal is what is reported
+        raise KeyboardInterrupt from exc
     err.print(str(exc), markup=False)
     return typer.Exit(int(code))
 
@@ -199,7 +201,8 @@ def _analyze(
             refresh_materialized(con)
     except QueryError as exc:  # e.g. out of memory under --memory-limit: the loads are kept
         con.close()
-        err.print("the loaded files are kept; legs/connections were not rebuilt", markup=False)
+        if not interrupted():
+            err.print("the loaded files are kept; legs/connections were not rebuilt", markup=False)
         raise _fail(exc, ExitCode.DATABASE) from exc
     if output is not None:
         if not _write_report(output, render_report(con)):

@@ -22,9 +22,20 @@ class Caught:
     signum: int | None = None
 
 
+_ACTIVE: list[Caught] = []
+
+
+def interrupted() -> bool:
+    """Has SIGINT or SIGTERM arrived while `interrupts()` is active? (DuckDB turns a signal
+    during a query into its own error, `Query interrupted`: that is this interrupt, not a
+    database failure.)"""
+    return any(c.signum is not None for c in _ACTIVE)
+
+
 @contextmanager
 def interrupts() -> Iterator[Caught]:
     caught = Caught()
+    _ACTIVE.append(caught)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         first = caught.signum is None
@@ -36,5 +47,6 @@ def interrupts() -> Iterator[Caught]:
     try:
         yield caught
     finally:
+        _ACTIVE.remove(caught)
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -56,13 +56,13 @@ def test_changed_sql_is_applied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     con.close()
 
 
-@pytest.mark.parametrize("drop", ["drop view nat_translations", "drop table flows"])
+@pytest.mark.parametrize("drop", ["drop view nat_translations", "drop table connections"])
 def test_a_dropped_view_or_table_is_created_again(tmp_path: Path, drop: str) -> None:
     path = tmp_path / "n.duckdb"
     con = connect(path)
     con.execute(drop)
     con.close()
     con = connect(path)
-    assert {"nat_translations", "flows__live"} <= _views(con)
-    assert con.execute("select count(*) from flows").fetchall() == [(0,)]
+    assert {"nat_translations", "flows", "connections__live"} <= _views(con)
+    assert con.execute("select count(*) from connections").fetchall() == [(0,)]
     con.close()

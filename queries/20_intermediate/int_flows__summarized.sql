@@ -4,7 +4,7 @@
 --
 -- The per-capture part of `flows`: `natlens analyze` runs this SQL once per capture, in the pass
 -- that decodes it (pipeline/capture/summaries.py), over that capture's packets alone, and stores
--- the rows as the capture's flows.parquet (raw_flows). Here it stays queryable live over every
+-- the rows as the capture's flows.parquet. Here it stays queryable live over every
 -- loaded packet, to check the stored summaries against it.
 --
 -- Columns keep Zeek's names and meanings (base/protocols/conn/main.zeek): duration, orig_bytes

@@ -2,8 +2,9 @@
 -- grain: one row per connection per capture file (a vantage point)
 -- inputs: stg_pcap__flows, int_k8s_addresses__named, int_k8s_service_ports__named
 --
--- The Zeek columns are computed once per capture when it is loaded (int_flows__summarized,
--- stored as raw_flows); this view adds the names from kubectl JSON, which may arrive later.
+-- The Zeek columns are computed once per capture when it is loaded (int_flows__summarized over
+-- that capture alone, stored in its flows.parquet); this view adds the names from kubectl JSON,
+-- which may arrive later.
 -- Columns keep Zeek's names and meanings (base/protocols/conn/main.zeek): duration, orig_bytes
 -- and resp_bytes are null when the connection lasted 0 s; see docs/flows.md.
 with final as (
