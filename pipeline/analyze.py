@@ -7,6 +7,7 @@ SIGTERM) pass through: everything recorded before them stays, the rest is redone
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,9 @@ def _load_captures(
     jobs: list[CaptureJob] = [p.job for p in captures.values() if p.job is not None]
     if not jobs:
         return []
+    # why: the cores are shared by the captures that run at once; one capture alone gets all
+    threads = max(1, default_jobs() // min(max(workers, 1), len(jobs)))
+    jobs = [dataclasses.replace(job, threads=threads) for job in jobs]
     runner: PoolRunner | RayRunner | None = None
     if options.ray is not None:
         runner = RayRunner(options.ray)
