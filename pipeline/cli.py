@@ -18,7 +18,13 @@ from pipeline import __version__
 from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
 from pipeline.atomic import write_text_atomic
 from pipeline.bundle import InputFile, discover_all
-from pipeline.db import QUERY_LAYERS, connect, read_view_files, refresh_materialized
+from pipeline.db import (
+    QUERY_LAYERS,
+    connect,
+    materialized_are_current,
+    read_view_files,
+    refresh_materialized,
+)
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.loader import FileOutcome
@@ -319,7 +325,13 @@ def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
     rebuilt them left them stale, and they are rebuilt here rather than read stale."""
     con = connect(db)
     try:
+        if not materialized_are_current(con):
+            # why: a run stopped after its loads may not have explained them either
+            recompute(con)
         rebuilt = refresh_materialized(con)
+    except duckdb.Error as exc:
+        con.close()
+        raise QueryError(str(db), str(exc).splitlines()[0]) from exc
     except QueryError:
         con.close()
         raise

@@ -476,6 +476,19 @@ def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     return str(row[0])
 
 
+def materialized_are_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Were the materialised tables built from this SQL and from the data loaded now?"""
+    views = [v for v in read_view_files() if v.materialized]
+    fingerprint = data_fingerprint(con)
+    built = {
+        name: (body, data)
+        for name, body, data in con.execute(
+            f"select name, body_sha256, data_fingerprint from {MATERIALIZED_LOG}"
+        ).fetchall()
+    }
+    return all(built.get(v.name) == (v.body_sha256, fingerprint) for v in views)
+
+
 def refresh_materialized(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> list[str]:
     """Rebuild the materialised tables, upstream first, unless all were built from this data.
 
