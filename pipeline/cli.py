@@ -18,6 +18,7 @@ from pipeline import __version__
 from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
 from pipeline.atomic import write_text_atomic
 from pipeline.bundle import InputFile, discover_all
+from pipeline.capture.executors import RayUnavailableError
 from pipeline.db import (
     QUERY_LAYERS,
     connect,
@@ -142,14 +143,26 @@ def analyze(
                 memory_limit,
                 data_dir,
             )
-        except (KeyboardInterrupt, Terminated, duckdb.InterruptException) as exc:
-            code = 143 if caught.signum == signal.SIGTERM else 130
-            err.print(
-                f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}): the files recorded "
-                "before it are kept; run the same command again to finish",
-                markup=False,
-            )
-            raise typer.Exit(code) from exc
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            # why: a signal can surface as another library's error (DuckDB's `Query
+            # interrupted`, raised from wherever the query was); it is still the signal
+            if not (isinstance(exc, Terminated | duckdb.InterruptException) or interrupted()):
+                raise
+            raise _interrupted_exit(caught.signum) from exc
+        except KeyboardInterrupt as exc:
+            raise _interrupted_exit(caught.signum) from exc
+
+
+def _interrupted_exit(signum: int | None) -> typer.Exit:
+    code = 143 if signum == signal.SIGTERM else 130
+    err.print(
+        f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}): the files recorded before it "
+        "are kept; run the same command again to finish",
+        markup=False,
+    )
+    return typer.Exit(code)
 
 
 def _analyze(
@@ -183,11 +196,11 @@ def _analyze(
         raise _fail(exc, ExitCode.DATABASE) from exc
     try:
         outcomes = _load_with_progress(con, paths, files, options, bundle_id, quiet)
-    except RuntimeError as exc:  # --ray without Ray installed
+    except RayUnavailableError as exc:
         con.close()
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(int(ExitCode.USAGE)) from exc
-    except duckdb.Error as exc:
+    except duckdb.Error as exc:  # also DuckDB's `Query interrupted` (see _fail)
         con.close()
         raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
     try:

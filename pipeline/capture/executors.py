@@ -68,20 +68,26 @@ def _die_with_parent() -> None:
         pass
 
 
+class RayUnavailableError(Exception):
+    """--ray was given but Ray is not installed."""
+
+
+def _start_worker() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.capture.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
 class PoolRunner:
-    """Captures in `workers` worker processes, one capture at a time each."""
+    """Captures in `workers` worker processes, one capture at a time each. A worker that dies
+    (the kernel's OOM killer, a crash in native code) fails its capture and is replaced."""
 
     def __init__(self, workers: int) -> None:
-        self.workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "pipeline.capture.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-                preexec_fn=_die_with_parent,
-            )
-            for _ in range(workers)
-        ]
+        self.workers = [_start_worker() for _ in range(workers)]
 
     def run(self, jobs: list[CaptureJob]) -> Iterator[Done]:
         todo = list(reversed(jobs))
@@ -99,16 +105,27 @@ class PoolRunner:
                 line = self.workers[index].stdout.readline()  # type: ignore[union-attr]
                 job = busy.pop(index)
                 if not line:
-                    code = self.workers[index].wait()
-                    raise RuntimeError(f"capture worker exited ({code}) on {job.path}")
-                answer: dict[str, Any] = json.loads(line)
-                if "ok" in answer:
-                    yield job, result_from_json(answer["ok"])
+                    yield job, self._replace(selector, index)
                 else:
-                    yield job, CaptureFailure(*answer["failed"])
+                    answer: dict[str, Any] = json.loads(line)
+                    if "ok" in answer:
+                        yield job, result_from_json(answer["ok"])
+                    else:
+                        yield job, CaptureFailure(*answer["failed"])
                 if todo:
                     busy[index] = self._send(index, todo.pop())
         selector.close()
+
+    def _replace(self, selector: selectors.BaseSelector, index: int) -> CaptureFailure:
+        """A worker died on its capture: start another in its place; the capture failed."""
+        dead = self.workers[index]
+        code = dead.wait()
+        assert dead.stdout is not None
+        selector.unregister(dead.stdout)
+        dead.stdout.close()
+        self.workers[index] = _start_worker()
+        selector.register(self.workers[index].stdout, selectors.EVENT_READ, index)  # type: ignore[arg-type]
+        return CaptureFailure("WorkerDied", f"the capture worker exited with status {code}")
 
     def _send(self, index: int, job: CaptureJob) -> CaptureJob:
         stdin = self.workers[index].stdin
@@ -140,7 +157,7 @@ class RayRunner:
         try:
             import ray
         except ImportError as exc:
-            raise RuntimeError("--ray needs Ray: pip install 'natlens[ray]'") from exc
+            raise RayUnavailableError("--ray needs Ray: pip install 'natlens[ray]'") from exc
         self.ray = ray
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
