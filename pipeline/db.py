@@ -494,16 +494,10 @@ def refresh_materialized(con: duckdb.DuckDBPyConnection, *, force: bool = False)
 
     Returns the names rebuilt (none when the data and the SQL are what they were built from).
     """
+    if not force and materialized_are_current(con):
+        return []
     views = [v for v in read_view_files() if v.materialized]
     fingerprint = data_fingerprint(con)
-    built = {
-        name: (body, data)
-        for name, body, data in con.execute(
-            f"select name, body_sha256, data_fingerprint from {MATERIALIZED_LOG}"
-        ).fetchall()
-    }
-    if not force and all(built.get(v.name) == (v.body_sha256, fingerprint) for v in views):
-        return []
     for view in views:
         _materialize(con, view, fingerprint)
     return [v.name for v in views]
