@@ -16,6 +16,7 @@ from types import ModuleType
 
 from pipeline.errors import InputError
 from pipeline.ingest import TEXT_INGESTORS
+from pipeline.ingest.blocks import decode_text, iter_blocks
 
 BUNDLE_LEVEL_NODE = "-"
 CLUSTER_FOLDER = "cluster"
@@ -207,12 +208,6 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_text(data: bytes) -> str:
-    """Decode a text capture; undecodable bytes become U+FFFD so a line can still be located."""
-    text = data.decode("utf-8", errors="replace")
-    return text[1:] if text.startswith("\ufeff") else text
-
-
 def sniff(path: Path, data: bytes) -> Sniffed:
     """Recognise a file's kind by content. Never by name, except to skip bundle documentation."""
     magic = data[:4]
@@ -234,6 +229,25 @@ def sniff(path: Path, data: bytes) -> Sniffed:
     if best is None:
         return Sniffed(None, None, _unrecognised_reason(text))
     return Sniffed(best[1], best[2])
+
+
+def sniff_whole(path: Path) -> Sniffed:
+    """Score the text kinds over the whole file, block by block (memory bounded by a block).
+
+    Each block's best kind per ingestor adds its score; the highest total wins, ties going
+    to the ingestor listed first, as in `sniff`.
+    """
+    totals: dict[tuple[str, ModuleType], int] = {}
+    for block in iter_blocks(path, lambda _line: True):
+        for module in TEXT_INGESTORS:
+            detection = module.detect(block.text)
+            if detection is not None and detection.score > 0:
+                key = (detection.kind, module)
+                totals[key] = totals.get(key, 0) + detection.score
+    if not totals:
+        return Sniffed(None, None, "content not recognised as any supported capture format")
+    (kind, module), _ = max(totals.items(), key=lambda item: item[1])  # first of equals wins
+    return Sniffed(kind, module)
 
 
 def _unrecognised_reason(text: str) -> str:

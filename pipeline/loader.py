@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline.bundle import SNIFF_BYTES, InputFile, Sniffed, decode_text, sniff
+from pipeline.bundle import SNIFF_BYTES, InputFile, Sniffed, sniff, sniff_whole
 from pipeline.capture import store
 from pipeline.capture.stage import CaptureJob, CaptureResult
 from pipeline.db import (
@@ -32,7 +32,8 @@ from pipeline.db import (
     loaded_capture_ids,
     refresh_parquet_views,
 )
-from pipeline.ingest.records import ParsedChunk, RecordError
+from pipeline.ingest.blocks import parse_blocks
+from pipeline.ingest.records import RecordError
 from pipeline.schemas import BY_NAME, DB_TABLES, RAW_INGEST_ERRORS, RAW_INGEST_FILES, TableSchema
 
 HASH_BLOCK = 8 * 1024 * 1024
@@ -255,39 +256,43 @@ def plan_file(
 def load_text(
     con: duckdb.DuckDBPyConnection, planned: PlannedFile, keep_errors: int = 20
 ) -> FileOutcome:
-    """Parse a text file (or record why it is skipped) and store it in one transaction."""
+    """Parse a text file block by block (or record why it is skipped), in one transaction.
+
+    Each block's rows are inserted before the next block is read, so memory is bounded by a
+    block (pipeline/ingest/blocks.py), not by the file; a failure anywhere rolls the file back.
+    """
     f, sniffed = planned.file, planned.sniffed
     assert sniffed is not None
     try:
         if sniffed.ingestor is not None and planned.size > SNIFF_BYTES:
-            sniffed = sniff(f.path, f.path.read_bytes())  # score text kinds on the whole file
-        if sniffed.kind is None or sniffed.ingestor is None:
-            outcome = FileOutcome(f, None, "skipped", sniffed.reason)
-            _replace_file(con, f, outcome, planned.sha256, planned.size)
-            return outcome
-        text = decode_text(f.path.read_bytes())
-        chunk: ParsedChunk = sniffed.ingestor.parse(text, sniffed.kind)
-    except Exception as exc:  # a parser bug, recursion, memory: this file fails, not the run
+            sniffed = sniff_whole(f.path)  # score text kinds on the whole file
+    except Exception as exc:  # an unreadable file, a detector bug: this file fails, not the run
         return record_failure(con, planned, sniffed.kind, exc)
-    outcome = FileOutcome(f, sniffed.kind, "loaded")
-    _count(
-        outcome,
-        chunk.records_read,
-        chunk.records_parsed,
-        chunk.records_rejected,
-        chunk.errors,
-        keep_errors,
-    )
+    if sniffed.kind is None or sniffed.ingestor is None:
+        outcome = FileOutcome(f, None, "skipped", sniffed.reason)
+        _replace_file(con, f, outcome, planned.sha256, planned.size)
+        return outcome
+    kind, ingestor = sniffed.kind, sniffed.ingestor
+    outcome = FileOutcome(f, kind, "loaded")
 
     def fill() -> None:
-        for table_name, frame in chunk.frames.items():
-            _insert(con, BY_NAME[table_name], frame, f)
-        _insert(con, RAW_INGEST_ERRORS, _error_frame(chunk.errors), f)
+        for chunk in parse_blocks(f.path, ingestor, kind):
+            _count(
+                outcome,
+                chunk.records_read,
+                chunk.records_parsed,
+                chunk.records_rejected,
+                chunk.errors,
+                keep_errors,
+            )
+            for table_name, frame in chunk.frames.items():
+                _insert(con, BY_NAME[table_name], frame, f)
+            _insert(con, RAW_INGEST_ERRORS, _error_frame(chunk.errors), f)
 
     try:
         _replace_file(con, f, outcome, planned.sha256, planned.size, fill=fill)
-    except duckdb.Error as exc:
-        return record_failure(con, planned, sniffed.kind, exc)
+    except Exception as exc:  # a parser bug, recursion, memory, the database: this file fails
+        return record_failure(con, planned, kind, exc)
     return outcome
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -10,9 +11,9 @@ import polars as pl
 
 from pipeline.db import fetch_dicts
 from pipeline.explain.classify import ClusterFacts, parse_ip
-from pipeline.explain.decide import Translation, explain
+from pipeline.explain.decide import Explanation, Translation, explain
 from pipeline.explain.inputs import NodeInputs, load_node_inputs
-from pipeline.explain.shares import expected_rows, fit_tests
+from pipeline.explain.shares import ShareTally, expected_rows, fit_tests
 from pipeline.schemas import (
     DERIVED_DISTRIBUTION_TESTS,
     DERIVED_EXPECTED_BACKENDS,
@@ -72,58 +73,78 @@ def cluster_facts(
     return facts
 
 
-def _translations(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    return fetch_dicts(
-        con,
+TRANSLATION_BATCH = 20_000
+"""Translations explained and stored per batch: memory is bounded by a batch, not the table."""
+
+
+def _translation_batches(con: duckdb.DuckDBPyConnection) -> Iterator[list[dict[str, Any]]]:
+    cursor = con.cursor()  # its own cursor: the inserts between batches do not reset it
+    cursor.execute(
         "select bundle_id, node, proto, client_ip, client_port, dialed_ip, dialed_port, "
         "backend_ip, backend_port, snat_ip, snat_port, nat_kind, source_file, source_line "
-        "from nat_translations order by all",
+        "from nat_translations order by all"
     )
+    names = [d[0] for d in cursor.description or []]
+    try:
+        while batch := cursor.fetchmany(TRANSLATION_BATCH):
+            yield [dict(zip(names, row, strict=True)) for row in batch]
+    finally:
+        cursor.close()
+
+
+def _decision(row: dict[str, Any], explanation: Explanation) -> dict[str, Any]:
+    record = {k: row[k] for k in row if k not in ("nat_kind",)}
+    record.update(
+        hook=explanation.hook,
+        decision=explanation.decision,
+        trail=explanation.trail,
+        mark=explanation.mark,
+        mark_set_by=explanation.mark_set_by,
+        dnat_by=explanation.dnat_by,
+        egress_iface=explanation.egress_iface,
+        route=explanation.route,
+        predicted_snat_ip=explanation.predicted_snat_ip,
+        agrees=explanation.agrees,
+        snat_class=explanation.snat_class,
+        snat_class_basis=explanation.snat_class_basis,
+        is_random_fully=explanation.is_random_fully,
+        is_snat_port_in_nodeport_range=explanation.is_snat_port_in_nodeport_range,
+        path_probability=explanation.path_probability,
+        reason=explanation.reason,
+        missing_inputs=explanation.missing_inputs,
+        unknowns=explanation.unknowns,
+    )
+    return record
 
 
 def recompute(con: duckdb.DuckDBPyConnection) -> None:
+    """Explain every translation and store the derived tables, in one transaction.
+
+    The decisions are explained and inserted batch by batch (TRANSLATION_BATCH), so a table of
+    millions of conntrack entries costs a batch of memory.
+    """
     nodes = load_node_inputs(con)
     facts = cluster_facts(con, nodes)
-    decisions: list[dict[str, Any]] = []
-    shares_by_translation: list[tuple[dict[str, Any], dict[str, float]]] = []
-    for row in _translations(con):
-        t = Translation(**{k: row[k] for k in Translation.__dataclass_fields__})
-        explanation = explain(t, nodes.get((t.bundle_id, t.node)), facts)
-        record = {k: row[k] for k in row if k not in ("nat_kind",)}
-        record.update(
-            hook=explanation.hook,
-            decision=explanation.decision,
-            trail=explanation.trail,
-            mark=explanation.mark,
-            mark_set_by=explanation.mark_set_by,
-            dnat_by=explanation.dnat_by,
-            egress_iface=explanation.egress_iface,
-            route=explanation.route,
-            predicted_snat_ip=explanation.predicted_snat_ip,
-            agrees=explanation.agrees,
-            snat_class=explanation.snat_class,
-            snat_class_basis=explanation.snat_class_basis,
-            is_random_fully=explanation.is_random_fully,
-            is_snat_port_in_nodeport_range=explanation.is_snat_port_in_nodeport_range,
-            path_probability=explanation.path_probability,
-            reason=explanation.reason,
-            missing_inputs=explanation.missing_inputs,
-            unknowns=explanation.unknowns,
-        )
-        decisions.append(record)
-        if row["nat_kind"] in ("dnat", "dnat+snat"):
-            shares_by_translation.append((row, explanation.dnat_shares))
-    expected = expected_rows(con, shares_by_translation)
-    tests = fit_tests(con, expected)
+    tally = ShareTally()
     con.execute("begin transaction")
     try:
         for schema in DERIVED_TABLES:
             con.execute(f"delete from {schema.name}")
-        _insert(con, DERIVED_SNAT_DECISIONS, decisions)
+        for batch in _translation_batches(con):
+            decisions: list[dict[str, Any]] = []
+            for row in batch:
+                t = Translation(**{k: row[k] for k in Translation.__dataclass_fields__})
+                explanation = explain(t, nodes.get((t.bundle_id, t.node)), facts)
+                decisions.append(_decision(row, explanation))
+                if row["nat_kind"] in ("dnat", "dnat+snat"):
+                    tally.add(row, explanation.dnat_shares)
+            _insert(con, DERIVED_SNAT_DECISIONS, decisions)
+        expected = expected_rows(con, tally)
+        tests = fit_tests(con, expected)
         _insert(con, DERIVED_EXPECTED_BACKENDS, expected)
         _insert(con, DERIVED_DISTRIBUTION_TESTS, tests)
         con.execute("commit")
-    except duckdb.Error:
+    except BaseException:
         con.execute("rollback")
         raise
 

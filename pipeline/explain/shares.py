@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -29,17 +30,37 @@ def _split(target: str) -> tuple[str, int | None]:
     return host.strip("[]"), int(port) if port.isdigit() else None
 
 
-def expected_rows(
-    con: duckdb.DuckDBPyConnection,
-    translations: list[tuple[dict[str, Any], dict[str, float]]],
-) -> list[dict[str, Any]]:
-    groups: dict[ServiceKey, list[dict[str, float]]] = defaultdict(list)
-    for row, shares in translations:
+@dataclass
+class _Tally:
+    """The DNAT shares of one dialed service's connections, summed as they are explained."""
+
+    connections: int = 0
+    totals: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    has_shares: bool = False
+    complete: bool = True
+
+
+class ShareTally:
+    """Sums each connection's P(DNAT to each endpoint) per dialed service, in constant memory
+    per service (a table of millions of connections is never held)."""
+
+    def __init__(self) -> None:
+        self.by_service: dict[ServiceKey, _Tally] = defaultdict(_Tally)
+
+    def add(self, row: dict[str, Any], shares: dict[str, float]) -> None:
         key = (row["bundle_id"], row["node"], row["proto"], row["dialed_ip"], row["dialed_port"])
-        groups[key].append(shares)
+        tally = self.by_service[key]
+        tally.connections += 1
+        tally.has_shares = tally.has_shares or bool(shares)
+        tally.complete = tally.complete and abs(sum(shares.values()) - 1.0) < 1e-6
+        for target, p in shares.items():
+            tally.totals[target] += p
+
+
+def expected_rows(con: duckdb.DuckDBPyConnection, tally: ShareTally) -> list[dict[str, Any]]:
     ipvs = _ipvs_promises(con)
     out: list[dict[str, Any]] = []
-    for key, per_connection in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for key, service in sorted(tally.by_service.items(), key=lambda kv: str(kv[0])):
         bundle_id, node, proto, dialed_ip, dialed_port = key
         base = {
             "bundle_id": bundle_id,
@@ -49,14 +70,10 @@ def expected_rows(
             "dialed_ip": dialed_ip,
             "dialed_port": dialed_port,
         }
-        if any(per_connection):
-            totals: dict[str, float] = defaultdict(float)
-            for shares in per_connection:
-                for target, p in shares.items():
-                    totals[target] += p
-            complete = all(abs(sum(s.values()) - 1.0) < 1e-6 for s in per_connection)
-            n = len(per_connection)
-            for target, expected in sorted(totals.items()):
+        n = service.connections
+        if service.has_shares:
+            complete = service.complete
+            for target, expected in sorted(service.totals.items()):
                 ip, port = _split(target)
                 out.append(
                     {
@@ -74,7 +91,6 @@ def expected_rows(
         if promise is None:
             continue
         scheduler, backends = promise
-        n = len(per_connection)
         total_weight = sum(w for _, _, w in backends if w > 0)
         live = sum(1 for _, _, w in backends if w > 0)
         for ip, port, weight in backends:

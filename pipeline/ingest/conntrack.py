@@ -9,10 +9,13 @@ so a file that mixes them (conntrack -L; conntrack -S > same file) loses nothing
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
+from pipeline.ingest.blocks import BlockStart, TextBlock
 from pipeline.ingest.conntrack_common import SUMMARY
 from pipeline.ingest.conntrack_stats import ProcStats, is_stats_line
 from pipeline.ingest.conntrack_text import (
+    FileState,
     is_continuation,
     is_event_start,
     is_record_start,
@@ -64,3 +67,26 @@ def parse(text: str, kind: str) -> ParsedChunk:
     if kind in KINDS:
         return parse_text(text)
     raise ValueError(f"conntrack ingestor cannot parse kind {kind!r}")
+
+
+def parse_stream(blocks: Iterable[TextBlock], kind: str) -> Iterator[ParsedChunk]:
+    """Parse a long file block by block: one summary check runs over the whole file, so a
+    `N flow entries have been shown` line is compared with every entry, not one block's."""
+    if kind not in KINDS:
+        raise ValueError(f"conntrack ingestor cannot parse kind {kind!r}")
+    state = FileState()
+    for block in blocks:
+        if kind == XML:
+            yield parse_xml(block.text, block.first_line, state.summary)
+        else:
+            yield parse_text(block.text, block.first_line, state)
+    yield ParsedChunk(errors=state.summary.finish())
+
+
+def block_start(kind: str) -> BlockStart | None:
+    """Where a long file may be cut into blocks: before an entry, an event or a <flow>."""
+    if kind == XML:
+        return lambda line: clean_line(line).startswith("<flow")
+    if kind in (TABLE, EVENTS):
+        return lambda line: is_record_start(unquote(clean_line(line)))
+    return None

@@ -79,14 +79,27 @@ def group_lines(lines: Iterable[Line]) -> Iterable[Line | _Record]:
         yield current
 
 
-def parse_text(text: str) -> ParsedChunk:
+@dataclass
+class FileState:
+    """What parsing one block of a long file learns for the blocks after it."""
+
+    summary: SummaryCheck = field(default_factory=SummaryCheck)
+    proc_file: bool = False
+    """A record showed the /proc/net/nf_conntrack layout: the file is that, not -o extended."""
+
+
+def parse_text(text: str, first_line: int = 1, state: FileState | None = None) -> ParsedChunk:
+    """Parse conntrack text. Given a `state` (one block of a longer file), the summary check
+    is left to the caller, who finishes it after the last block; lines start at `first_line`."""
     chunk = ParsedChunk()
     entries: list[dict[str, Any]] = []
     stats: list[dict[str, Any]] = []
-    summary = SummaryCheck()
+    whole_file = state is None
+    state = FileState() if state is None else state
+    summary = state.summary
     proc_stats = ProcStats()
-    proc_file = False
-    for item in group_lines(iter_lines(text)):
+    proc_file = state.proc_file
+    for item in group_lines(iter_lines(text, first_line)):
         if isinstance(item, _Record):
             chunk.records_read += 1
             summary.entry(item.lines[0].no)
@@ -115,9 +128,11 @@ def parse_text(text: str) -> ParsedChunk:
             chunk.errors.append(RecordError(str(problem), item.raw.strip(), item.no))
             continue
         chunk.records_parsed += 1
+    state.proc_file = proc_file
     for row in entries:
         row["format"] = _format(row, proc_file)
-    chunk.errors.extend(summary.finish())
+    if whole_file:
+        chunk.errors.extend(summary.finish())
     chunk.errors.sort(key=lambda e: e.line or 0)
     chunk.frames[RAW_CONNTRACK_ENTRIES.name] = RAW_CONNTRACK_ENTRIES.frame(entries)
     chunk.frames[RAW_CONNTRACK_STATS.name] = RAW_CONNTRACK_STATS.frame(stats)

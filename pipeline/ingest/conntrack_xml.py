@@ -57,15 +57,22 @@ def is_xml_line(text: str) -> bool:
     return text.startswith("<flow") or _STRUCTURAL.match(text) is not None
 
 
-def parse_xml(text: str) -> ParsedChunk:
+def parse_xml(
+    text: str, first_line: int = 1, summary: SummaryCheck | None = None
+) -> ParsedChunk:
+    """Parse conntrack XML; with a `summary` (one block of a longer file), as parse_text."""
     reader = _XmlReader()
-    for line in iter_lines(text):
+    whole_file = summary is None
+    if summary is not None:
+        reader.summary = summary
+    for line in iter_lines(text, first_line):
         reader.raw_lines[line.no] = line.raw.strip()
         reader.line(line.no, line.text)
     if reader.pending:
         reader.cut()
     chunk = reader.chunk
-    chunk.errors.extend(reader.summary.finish())
+    if whole_file:
+        chunk.errors.extend(reader.summary.finish())
     chunk.errors.sort(key=lambda e: e.line or 0)
     chunk.frames[RAW_CONNTRACK_ENTRIES.name] = RAW_CONNTRACK_ENTRIES.frame(reader.rows)
     return chunk

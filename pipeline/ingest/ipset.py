@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.ingest.blocks import BlockStart
 from pipeline.ingest.records import Detection, ParsedChunk, RecordError, clean_line, iter_lines
 from pipeline.schemas import RAW_IPSET_MEMBERS, RAW_IPSET_SETS
 
@@ -255,3 +256,9 @@ def parse(text: str, kind: str) -> ParsedChunk:
         else:
             parser.feed_list(line.no, line.text, line.raw)
     return parser.result()
+
+
+def block_start(kind: str) -> BlockStart | None:
+    """A long listing may be cut before a set (``create``, ``Name:``): members follow their set."""
+    mark = "create " if kind == "ipset-save" else "Name:"
+    return lambda line: clean_line(line).startswith(mark)

@@ -424,3 +424,4 @@ def parse(text: str, kind: str) -> ParsedChunk:
     for line in iter_lines(text):
         parser.feed(line.no, line.text, line.raw)
     return parser.result()
+

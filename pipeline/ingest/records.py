@@ -94,7 +94,7 @@ def clean_line(raw: str) -> str:
     return text.strip()
 
 
-def iter_lines(text: str) -> Iterator[Line]:
-    """Yield every line of `text` with its 1-based number; blank lines included (text == '')."""
-    for no, raw in enumerate(text.splitlines(), start=1):
+def iter_lines(text: str, first_line: int = 1) -> Iterator[Line]:
+    """Yield every line of `text` with its number (the first is `first_line`); blanks included."""
+    for no, raw in enumerate(text.splitlines(), start=first_line):
         yield Line(no=no, text=clean_line(raw), raw=raw)
