@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from pipeline.collect.manifest import is_manifest
 from pipeline.errors import InputError
 from pipeline.ingest import TEXT_INGESTORS
 
@@ -222,6 +223,8 @@ def sniff(path: Path, data: bytes) -> Sniffed:
         return Sniffed(None, None, "bundle documentation (README), not a capture")
     if not data.strip():
         return Sniffed(None, None, "empty file")
+    if is_manifest(data):
+        return Sniffed(None, None, "natlens collect manifest (provenance), not a capture")
     if b"\x00" in data[:SNIFF_BYTES]:
         return Sniffed(None, None, "binary content that is not a pcap/pcapng capture")
     text = decode_text(data)

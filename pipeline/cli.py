@@ -19,6 +19,7 @@ from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
 from pipeline.atomic import write_text_atomic
 from pipeline.bundle import InputFile, discover_all
 from pipeline.capture.executors import RayUnavailableError
+from pipeline.collect.command import collect_command
 from pipeline.db import (
     QUERY_LAYERS,
     connect,
@@ -400,6 +401,9 @@ def views() -> None:
 def version() -> None:
     """Print the natlens version."""
     typer.echo(__version__)
+
+
+app.command(name="collect")(collect_command)
 
 
 def main() -> None:
