@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -23,10 +24,12 @@ from pipeline.collect.command import collect_command
 from pipeline.db import (
     QUERY_LAYERS,
     connect,
+    connect_read_only,
     materialized_are_current,
     read_view_files,
     refresh_materialized,
 )
+from pipeline.dblock import LockedError, exclusive
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.loader import FileOutcome
@@ -128,22 +131,32 @@ def analyze(
             "database was last used with).",
         ),
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="If another analyze holds the database, wait up to SECONDS for it (default: "
+            "fail at once, exit 6).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Load capture bundles/files into the DuckDB file and optionally write the report."""
     with interrupts() as caught:
         try:
-            _analyze(
-                paths,
-                db,
-                output,
-                strict,
-                node,
-                bundle_id,
-                quiet,
-                LoadOptions(engine.value, jobs, ray),
-                memory_limit,
-                data_dir,
-            )
+            with _held(db, wait):
+                _analyze(
+                    paths,
+                    db,
+                    output,
+                    strict,
+                    node,
+                    bundle_id,
+                    quiet,
+                    LoadOptions(engine.value, jobs, ray),
+                    memory_limit,
+                    data_dir,
+                )
         except typer.Exit:
             raise
         except Exception as exc:
@@ -154,6 +167,20 @@ def analyze(
             raise _interrupted_exit(caught.signum) from exc
         except KeyboardInterrupt as exc:
             raise _interrupted_exit(caught.signum) from exc
+
+
+@contextmanager
+def _held(db: Path, wait: float) -> Iterator[None]:
+    """One analyze per database at a time (the lock file beside it); exit 6 when held."""
+    if str(db).startswith(":memory:"):
+        yield
+        return
+    try:
+        with exclusive(db, wait):
+            yield
+    except LockedError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(int(ExitCode.LOCKED)) from exc
 
 
 def _interrupted_exit(signum: int | None) -> typer.Exit:
@@ -336,7 +363,12 @@ def report(
 
 def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
     """Open the database with its derived tables current: a run killed or failed before it
-    rebuilt them left them stale, and they are rebuilt here rather than read stale."""
+    rebuilt them left them stale, and they are rebuilt here rather than read stale.
+
+    A database that is current is opened read-only, so readers never wait for each other."""
+    reader = connect_read_only(db)
+    if reader is not None:
+        return reader
     con = connect(db)
     try:
         if not materialized_are_current(con):
