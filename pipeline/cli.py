@@ -35,6 +35,7 @@ from pipeline.explain.run import recompute
 from pipeline.loader import FileOutcome
 from pipeline.output import render_result, run_query
 from pipeline.report import render_report, run_checks
+from pipeline.retention import parse_keep, prune
 from pipeline.signals import Terminated, interrupted, interrupts
 
 app = typer.Typer(
@@ -416,6 +417,46 @@ def sql(
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     typer.echo(render_result(result, fmt.value), nl=False)
+
+
+@app.command(name="prune")
+def prune_command(
+    keep: Annotated[
+        str, typer.Option("--keep", help="Bundles to keep: a count (7) or an age (7d, 12h, 2w).")
+    ],
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="The folder of bundles: the pruned bundles' folders go too."),
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Wait up to SECONDS for a running analyze.")
+    ] = 0.0,
+) -> None:
+    """Drop old timestamped bundles: their rows, Parquet files and (given FOLDER) folders."""
+    try:
+        wanted = parse_keep(keep)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
+    if not db.exists():
+        raise _fail(InputError(str(db), "no such database"), ExitCode.INPUT)
+    with _held(db, wait):
+        try:
+            con = connect(db)
+            done = prune(con, wanted, folder)
+            con.close()
+        except QueryError as exc:
+            raise _fail(exc, ExitCode.DATABASE) from exc
+        except duckdb.Error as exc:
+            raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
+    for bundle in done.bundles:
+        err.print(f"pruned {bundle}", markup=False)
+    err.print(
+        f"pruned {len(done.bundles)} bundle(s) ({done.files_dropped} files' rows, "
+        f"{len(done.folders_deleted)} folder(s)); kept {len(done.kept)}",
+        markup=False,
+    )
 
 
 @app.command()
