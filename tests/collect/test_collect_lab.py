@@ -141,7 +141,8 @@ def test_analyze_reads_every_file_and_matches_ground_truth(
     collected: tuple[Path, list[dict[str, str]]], tmp_path: Path
 ) -> None:
     bundle, truth = collected
-    with analyze(bundle, tmp_path / "collected.duckdb") as con:
+    # the --out folder, as a scheduled job analyzes it: a folder of timestamped bundles
+    with analyze(bundle.parent, tmp_path / "collected.duckdb") as con:
         loaded = rows(
             con,
             "select source_file, status, kind from raw_ingest_files where node <> '-'",
@@ -150,6 +151,7 @@ def test_analyze_reads_every_file_and_matches_ground_truth(
         check_pcap_distribution(bundle, con)
         evidence = {r["evidence"] for r in rows(con, "select evidence from connections")}
         nodes = rows(con, "select count(distinct node) as n from raw_ingest_files")
+        ids = rows(con, "select distinct bundle_id from raw_ingest_files")
     on_disk = {
         f"{bundle.name}/{p.relative_to(bundle).as_posix()}"
         for p in bundle.glob("myk8s-*/*")
@@ -160,6 +162,7 @@ def test_analyze_reads_every_file_and_matches_ground_truth(
     assert not outcome.wrong and outcome.right_share == 1.0, outcome.summary()
     assert evidence == {"both"}
     assert nodes == [{"n": 5}]  # four nodes and the cluster objects
+    assert ids == [{"bundle_id": bundle.name}]
 
 
 def test_analyze_of_collected_bundle_as_is_equals_lab_truth_without_cluster(
