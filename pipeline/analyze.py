@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.bundle import InputFile
+from pipeline.bundle import InputFile, bundle_ids_in
 from pipeline.capture.executors import (
     CaptureFailure,
     PoolRunner,
@@ -51,7 +51,7 @@ def bundle_ids_of(paths: list[Path], files: list[InputFile], bundle_id: str | No
     ids: set[str] = set()
     for path in paths:
         if path.is_dir():
-            ids.add(bundle_id or path.resolve().name)
+            ids.update(bundle_ids_in(path, bundle_id))  # a folder of bundles: one id each
     return ids
 
 

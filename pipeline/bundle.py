@@ -2,18 +2,24 @@
 
 A bundle is a directory. Each sub-directory is a node (folder name = node name); files directly in
 the bundle, and files under ``cluster/``, belong to node ``-``. Single files may be passed too.
+
+A folder of bundles (what `natlens collect --out DIR` fills, one run after another) is a
+directory whose sub-directories all have UTC timestamp names (``20250101T120000Z``): each is a
+bundle of its own, its id its folder name, its nodes its inner folders.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from pipeline.collect.manifest import is_manifest
 from pipeline.errors import InputError
 from pipeline.ingest import TEXT_INGESTORS
 from pipeline.ingest.blocks import decode_text, iter_blocks
@@ -22,6 +28,8 @@ BUNDLE_LEVEL_NODE = "-"
 CLUSTER_FOLDER = "cluster"
 SNIFF_BYTES = 64 * 1024
 DOC_NAMES = ("readme",)
+# a timestamped bundle's folder name: 20250101T120000Z, 2025-01-01T12:00:00Z, ...T12-00-00.5Z
+BUNDLE_STAMP = re.compile(r"^\d{4}-?\d{2}-?\d{2}T\d{2}[:-]?\d{2}[:-]?\d{2}(\.\d+)?Z$")
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": "pcap",
@@ -101,7 +109,19 @@ def discover_all(
                 hint="pass a bundle directory or files",
             ) from exc
         if stat.S_ISDIR(mode):
-            _walk_bundle(given, bundle_id, found)
+            stamped = timestamped_bundles(given)
+            if stamped and bundle_id is not None:
+                raise InputError(
+                    display_name(given),
+                    f"a folder of {len(stamped)} timestamped bundles: --bundle-id names one bundle",
+                    hint="leave out --bundle-id (each bundle's id is its folder name)",
+                )
+            if stamped:
+                _skip_beside_bundles(given, found)
+                for inner in stamped:
+                    _walk_bundle(inner, None, found)
+            else:
+                _walk_bundle(given, bundle_id, found)
         elif stat.S_ISREG(mode):
             found.files.append(
                 InputFile(
@@ -115,6 +135,51 @@ def discover_all(
         else:
             found.skipped.append(Skipped(display_name(given), _special_reason(mode)))
     return found
+
+
+def timestamped_bundles(folder: Path) -> list[Path]:
+    """The bundles of a folder of timestamped bundles, in time order; [] for any other folder.
+
+    A folder of bundles: at least one sub-directory, and every sub-directory (hidden ones aside)
+    named by a UTC timestamp. Links are not followed (as inside a bundle).
+    """
+    try:
+        with os.scandir(folder) as scan:
+            dirs = [
+                e.name
+                for e in scan
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+            ]
+    except OSError:
+        return []
+    if not dirs or not all(BUNDLE_STAMP.match(name) for name in dirs):
+        return []
+    return [folder / name for name in sorted(dirs)]
+
+
+def bundle_ids_in(folder: Path, bundle_id: str | None = None) -> list[str]:
+    """The bundle ids a directory given to analyze stands for (one, or one per timestamp)."""
+    stamped = timestamped_bundles(folder)
+    if stamped:
+        return [display_name(p.name) for p in stamped]
+    return [bundle_id or display_name(folder.resolve().name)]
+
+
+def _skip_beside_bundles(folder: Path, found: Discovered) -> None:
+    """Entries of a folder of bundles that are not bundles are listed, not read."""
+    with os.scandir(folder) as scan:
+        names = sorted(
+            e.name
+            for e in scan
+            if not e.name.startswith(".") and not e.is_dir(follow_symlinks=False)
+        )
+    for name in names:
+        found.skipped.append(
+            Skipped(
+                display_name(folder / name),
+                "beside the timestamped bundles of this folder (each bundle is a folder)",
+            )
+        )
 
 
 def display_name(path: str | Path) -> str:
@@ -217,6 +282,8 @@ def sniff(path: Path, data: bytes) -> Sniffed:
         return Sniffed(None, None, "bundle documentation (README), not a capture")
     if not data.strip():
         return Sniffed(None, None, "empty file")
+    if is_manifest(data):
+        return Sniffed(None, None, "natlens collect manifest (provenance), not a capture")
     if b"\x00" in data[:SNIFF_BYTES]:
         return Sniffed(None, None, "binary content that is not a pcap/pcapng capture")
     text = decode_text(data)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -19,18 +20,22 @@ from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
 from pipeline.atomic import write_text_atomic
 from pipeline.bundle import InputFile, discover_all
 from pipeline.capture.executors import RayUnavailableError
+from pipeline.collect.command import collect_command
 from pipeline.db import (
     QUERY_LAYERS,
     connect,
+    connect_read_only,
     materialized_are_current,
     read_view_files,
     refresh_materialized,
 )
+from pipeline.dblock import LockedError, exclusive
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.loader import FileOutcome
 from pipeline.output import render_result, run_query
 from pipeline.report import render_report, run_checks
+from pipeline.retention import parse_keep, prune
 from pipeline.signals import Terminated, interrupted, interrupts
 
 app = typer.Typer(
@@ -127,22 +132,32 @@ def analyze(
             "database was last used with).",
         ),
     ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait",
+            min=0,
+            help="If another analyze holds the database, wait up to SECONDS for it (default: "
+            "fail at once, exit 6).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Load capture bundles/files into the DuckDB file and optionally write the report."""
     with interrupts() as caught:
         try:
-            _analyze(
-                paths,
-                db,
-                output,
-                strict,
-                node,
-                bundle_id,
-                quiet,
-                LoadOptions(engine.value, jobs, ray),
-                memory_limit,
-                data_dir,
-            )
+            with _held(db, wait):
+                _analyze(
+                    paths,
+                    db,
+                    output,
+                    strict,
+                    node,
+                    bundle_id,
+                    quiet,
+                    LoadOptions(engine.value, jobs, ray),
+                    memory_limit,
+                    data_dir,
+                )
         except typer.Exit:
             raise
         except Exception as exc:
@@ -153,6 +168,20 @@ def analyze(
             raise _interrupted_exit(caught.signum) from exc
         except KeyboardInterrupt as exc:
             raise _interrupted_exit(caught.signum) from exc
+
+
+@contextmanager
+def _held(db: Path, wait: float) -> Iterator[None]:
+    """One analyze per database at a time (the lock file beside it); exit 6 when held."""
+    if str(db).startswith(":memory:"):
+        yield
+        return
+    try:
+        with exclusive(db, wait):
+            yield
+    except LockedError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(int(ExitCode.LOCKED)) from exc
 
 
 def _interrupted_exit(signum: int | None) -> typer.Exit:
@@ -335,7 +364,12 @@ def report(
 
 def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
     """Open the database with its derived tables current: a run killed or failed before it
-    rebuilt them left them stale, and they are rebuilt here rather than read stale."""
+    rebuilt them left them stale, and they are rebuilt here rather than read stale.
+
+    A database that is current is opened read-only, so readers never wait for each other."""
+    reader = connect_read_only(db)
+    if reader is not None:
+        return reader
     con = connect(db)
     try:
         if not materialized_are_current(con):
@@ -385,6 +419,46 @@ def sql(
     typer.echo(render_result(result, fmt.value), nl=False)
 
 
+@app.command(name="prune")
+def prune_command(
+    keep: Annotated[
+        str, typer.Option("--keep", help="Bundles to keep: a count (7) or an age (7d, 12h, 2w).")
+    ],
+    folder: Annotated[
+        Path | None,
+        typer.Argument(help="The folder of bundles: the pruned bundles' folders go too."),
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Wait up to SECONDS for a running analyze.")
+    ] = 0.0,
+) -> None:
+    """Drop old timestamped bundles: their rows, Parquet files and (given FOLDER) folders."""
+    try:
+        wanted = parse_keep(keep)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
+    if not db.exists():
+        raise _fail(InputError(str(db), "no such database"), ExitCode.INPUT)
+    with _held(db, wait):
+        try:
+            con = connect(db)
+            done = prune(con, wanted, folder)
+            con.close()
+        except QueryError as exc:
+            raise _fail(exc, ExitCode.DATABASE) from exc
+        except duckdb.Error as exc:
+            raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
+    for bundle in done.bundles:
+        err.print(f"pruned {bundle}", markup=False)
+    err.print(
+        f"pruned {len(done.bundles)} bundle(s) ({done.files_dropped} files' rows, "
+        f"{len(done.folders_deleted)} folder(s)); kept {len(done.kept)}",
+        markup=False,
+    )
+
+
 @app.command()
 def views() -> None:
     """List every view with the one-line question it answers (from the SQL file headers).
@@ -400,6 +474,9 @@ def views() -> None:
 def version() -> None:
     """Print the natlens version."""
     typer.echo(__version__)
+
+
+app.command(name="collect")(collect_command)
 
 
 def main() -> None:

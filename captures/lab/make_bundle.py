@@ -105,9 +105,10 @@ def start_servers(topo: Topology, procs: list[subprocess.Popen[str]]) -> None:
         )
         procs.append(proc)
         assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            log.seek(0)
-            raise LabError(f"backend {pod.name} did not start: {log.read().decode()}")
+        with log:  # the backend keeps its own copy of the descriptor
+            if proc.stdout.readline().strip() != "ready":
+                log.seek(0)
+                raise LabError(f"backend {pod.name} did not start: {log.read().decode()}")
 
 
 def stop_processes(procs: list[subprocess.Popen[str]]) -> None:
@@ -120,6 +121,8 @@ def stop_processes(procs: list[subprocess.Popen[str]]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def run_scenarios(topo: Topology, requests: int) -> tuple[list[dict[str, str]], list[str]]:
