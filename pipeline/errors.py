@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     INPUT = 3  # an input file or path could not be read at all
     DATABASE = 4  # the DuckDB file could not be opened, a query failed, a report not written
     CHECKS = 5  # a data check (queries/checks) returned offending rows under --strict
+    FINDINGS = 6  # --fail-on LEVEL and the findings view holds a finding of that severity or worse
 
 
 class InputError(Exception):
