@@ -99,7 +99,9 @@ def test_counters_rising_between_two_snapshots_are_an_error(tmp_path: Path) -> N
     assert runner.invoke(app, ["analyze", str(tmp_path / "b"), "--db", str(db)]).exit_code == 0
     [row] = findings_of(db)
     assert (row["severity"], row["count"]) == ("warning", 12)
-    assert row["evidence"] == "b/host/conntrack-S-1.txt:1-4 (100) -> b/host/conntrack-S-2.txt:1-4 (112)"
+    assert row["evidence"] == (
+        "b/host/conntrack-S-1.txt:1-4 (100) -> b/host/conntrack-S-2.txt:1-4 (112)"
+    )
 
 
 def test_fail_on_exits_6_on_every_run_while_a_finding_is_there(tmp_path: Path) -> None:
