@@ -182,7 +182,9 @@ def service(
     }
 
 
-def endpoint_slice(name: str, addresses: list[str], port: int, proto: str = "TCP") -> dict[str, Any]:
+def endpoint_slice(
+    name: str, addresses: list[str], port: int, proto: str = "TCP"
+) -> dict[str, Any]:
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",

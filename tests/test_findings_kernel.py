@@ -107,9 +107,9 @@ def test_tiny_snat_port_range(lab: Lab, tmp_path: Path) -> None:
     assert (ports["severity"], ports["count"]) == ("warning", 2)
     assert "30000-30001" in ports["summary"]
     for port in (30000, 30001):
-        assert conntrack_line(bundle, rf"dst=10.99.2.1 sport=80 dport={port}\b") in ports[
-            "evidence"
-        ]
+        assert (
+            conntrack_line(bundle, rf"dst=10.99.2.1 sport=80 dport={port}\b") in ports["evidence"]
+        )
 
     syns = by_code["nodeport_not_served"]
     assert syns["severity"] == "error"
@@ -146,7 +146,10 @@ def test_stale_and_untranslated_udp_conntrack(lab: Lab, tmp_path: Path) -> None:
     assert stale.wait(timeout=10) == 0 and never.wait(timeout=10) == 0
     rec.stop(
         [service("dns", VIP_UDP, 5005, "UDP"), service("fresh", VIP_NEW, 5005, "UDP")],
-        [endpoint_slice("dns", [POD_B], 5005, "UDP"), endpoint_slice("fresh", [POD_B], 5005, "UDP")],
+        [
+            endpoint_slice("dns", [POD_B], 5005, "UDP"),
+            endpoint_slice("fresh", [POD_B], 5005, "UDP"),
+        ],
     )
     found = [f for f in analyze(bundle) if f["finding"] == "stale_udp_conntrack"]
     assert len(found) == 2, found
@@ -164,10 +167,7 @@ def test_hairpin_without_masquerade(lab: Lab, tmp_path: Path) -> None:
     comes back from its own address and its kernel drops it: the SYNs go unanswered."""
     bundle = tmp_path / "hairpin"
     lab.nat(
-        [
-            f"-A PREROUTING -d {VIP_HAIRPIN}/32 -p tcp --dport 80 -j DNAT "
-            f"--to-destination {POD_A}:80"
-        ]
+        [f"-A PREROUTING -d {VIP_HAIRPIN}/32 -p tcp --dport 80 -j DNAT --to-destination {POD_A}:80"]
     )
     rec = Recording(lab, bundle)
     code = textwrap.dedent(f"""
