@@ -151,7 +151,14 @@ def test_stale_and_untranslated_udp_conntrack(lab: Lab, tmp_path: Path) -> None:
             endpoint_slice("fresh", [POD_B], 5005, "UDP"),
         ],
     )
-    found = [f for f in analyze(bundle) if f["finding"] == "stale_udp_conntrack"]
+    everything = analyze(bundle)
+    # the rules now give POD_A no share, yet the stale entry's connection went there
+    skews = [f for f in everything if f["finding"] == "distribution_skew"]
+    assert sorted(f["node"] for f in skews) == ["*", NODE]  # all nodes, and the node
+    [skew] = [f for f in skews if f["node"] == NODE]
+    assert skew["subject"] == f"svc default/dns:p {VIP_UDP}:5005/udp"
+    assert f"rules give no share: {POD_A}:5005" in skew["summary"]
+    found = [f for f in everything if f["finding"] == "stale_udp_conntrack"]
     assert len(found) == 2, found
     moved, untranslated = sorted(found, key=lambda f: "not translated" in f["subject"])
     assert moved["subject"] == f"svc default/dns:p -> {POD_A}:5005"
