@@ -32,6 +32,7 @@ from pipeline.db import (
 from pipeline.dblock import LockedError, exclusive
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
+from pipeline.findings import FailOn, count_at_or_above
 from pipeline.loader import FileOutcome
 from pipeline.output import render_result, run_query
 from pipeline.report import render_report, run_checks
@@ -141,6 +142,14 @@ def analyze(
             "fail at once, exit 6).",
         ),
     ] = 0.0,
+    fail_on: Annotated[
+        FailOn | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 7 when the findings view holds a finding of this severity or worse "
+            "(judged on the whole database after the run).",
+        ),
+    ] = None,
 ) -> None:
     """Load capture bundles/files into the DuckDB file and optionally write the report."""
     with interrupts() as caught:
@@ -157,6 +166,7 @@ def analyze(
                     LoadOptions(engine.value, jobs, ray),
                     memory_limit,
                     data_dir,
+                    fail_on,
                 )
         except typer.Exit:
             raise
@@ -205,6 +215,7 @@ def _analyze(
     options: LoadOptions,
     memory_limit: str | None,
     data_dir: Path | None,
+    fail_on: FailOn | None = None,
 ) -> None:
     exit_code = ExitCode.OK
     files = []
@@ -261,11 +272,20 @@ def _analyze(
     failing_checks = run_checks(con)
     for name, count in failing_checks.items():
         err.print(f"check {name}: {count} offending rows", markup=False)
+    try:
+        alarms = count_at_or_above(con, fail_on.value) if fail_on is not None else {}
+    except duckdb.Error as exc:
+        con.close()
+        raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
+    for severity, count in sorted(alarms.items()):
+        err.print(f"findings: {count} {severity} (see the findings view)", markup=False)
     con.close()
     if exit_code == ExitCode.OK and strict and rejected:
         exit_code = ExitCode.RECORD_ERRORS
     if exit_code == ExitCode.OK and strict and failing_checks:
         exit_code = ExitCode.CHECKS
+    if exit_code == ExitCode.OK and alarms:
+        exit_code = ExitCode.FINDINGS
     raise typer.Exit(int(exit_code))
 
 

@@ -23,7 +23,7 @@ from pipeline.errors import QueryError
 from pipeline.resources import queries_dir
 from pipeline.schemas import ALL_TABLES, DB_TABLES, PARQUET_TABLES, TableSchema
 
-QUERY_LAYERS = ("10_staging", "20_intermediate", "30_answers", "checks")
+QUERY_LAYERS = ("10_staging", "20_intermediate", "30_answers", "40_findings", "checks")
 CHECK_PREFIX = "check_"
 _HEADER_KEY = re.compile(r"^--\s*(question|grain|inputs|materialized)\s*:\s*(.*)$")
 LIVE_SUFFIX = "__live"

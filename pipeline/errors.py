@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     DATABASE = 4  # the DuckDB file could not be opened, a query failed, a report not written
     CHECKS = 5  # a data check (queries/checks) returned offending rows under --strict
     LOCKED = 6  # another analyze holds the database (and --wait, if given, ran out)
+    FINDINGS = 7  # --fail-on LEVEL and the findings view holds a finding of that severity or worse
 
 
 class InputError(Exception):

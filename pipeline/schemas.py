@@ -388,6 +388,17 @@ RAW_HOST_ROUTES = TableSchema(
     ),
 )
 
+RAW_HOST_SYSCTLS = TableSchema(
+    "raw_host_sysctls",
+    "kernel settings from sysctl -a (or grep . /proc/sys/net/netfilter/*), one row per key",
+    (
+        Column("format", pl.Utf8, "sysctl (key = value) | proc (/proc/sys/path:value)"),
+        Column("key", pl.Utf8, "dotted sysctl name, e.g. net.netfilter.nf_conntrack_max"),
+        Column("value", pl.Utf8, "value as printed (tabs between fields become one space)"),
+        Column("value_int", pl.Int64, "the value as a number when it is one integer"),
+    ),
+)
+
 RAW_K8S_OBJECTS = TableSchema(
     "raw_k8s_objects",
     "kubectl -o json objects, one row per object (kind, namespace, name) with the raw JSON",
@@ -617,6 +628,7 @@ TEXT_TABLES: tuple[TableSchema, ...] = (
     RAW_IPSET_MEMBERS,
     RAW_HOST_ADDRS,
     RAW_HOST_ROUTES,
+    RAW_HOST_SYSCTLS,
     RAW_K8S_OBJECTS,
     RAW_K8S_PODS,
     RAW_K8S_SERVICE_PORTS,
