@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pipeline.ingest import conntrack, host, ipset, iptables, ipvsadm, k8s
+from pipeline.ingest import conntrack, host, ipset, iptables, ipvsadm, k8s, nft
 
-TEXT_INGESTORS: tuple[ModuleType, ...] = (conntrack, ipvsadm, iptables, ipset, host, k8s)
+TEXT_INGESTORS: tuple[ModuleType, ...] = (
+    conntrack,
+    ipvsadm,
+    iptables,
+    ipset,
+    nft,
+    host,
+    k8s,
+)
