@@ -343,6 +343,133 @@ RAW_IPSET_MEMBERS = TableSchema(
     ),
 )
 
+_NFT_FORMAT = Column("format", pl.Utf8, "text (nft list ruleset, -a adds handles) | json (nft -j)")
+_NFT_FAMILY = Column("family", pl.Utf8, "nftables family: ip|ip6|inet|arp|bridge|netdev")
+_NFT_TABLE = Column("table_name", pl.Utf8, "table the object belongs to")
+_NFT_HANDLE = Column(
+    "handle", pl.Int64, "kernel handle: '# handle N' (nft -a) or the JSON 'handle'; null without -a"
+)
+
+RAW_NFT_TABLES = TableSchema(
+    "raw_nft_tables",
+    "nftables tables of nft list ruleset / list tables / list table, text or JSON",
+    (
+        _NFT_FORMAT,
+        _NFT_FAMILY,
+        Column("table_name", pl.Utf8, "table name"),
+        _NFT_HANDLE,
+        Column("flags", pl.List(pl.Utf8), "table flags (dormant, owner, ...) when printed"),
+        Column("comment", pl.Utf8, "table comment"),
+    ),
+)
+
+RAW_NFT_CHAINS = TableSchema(
+    "raw_nft_chains",
+    "nftables chains: base chains with type/hook/priority/policy, regular chains without",
+    (
+        _NFT_FORMAT,
+        _NFT_FAMILY,
+        _NFT_TABLE,
+        Column("chain", pl.Utf8, "chain name"),
+        _NFT_HANDLE,
+        Column("chain_type", pl.Utf8, "filter|nat|route for base chains, null for regular ones"),
+        Column("hook", pl.Utf8, "prerouting|input|forward|output|postrouting|ingress|egress"),
+        Column(
+            "priority",
+            pl.Int64,
+            "hook priority as a number (text names such as dstnat, srcnat - 10 resolved with"
+            " nft's table for the family: dstnat -100, srcnat 100, filter 0, mangle -150, ...)",
+        ),
+        Column("policy", pl.Utf8, "accept|drop for base chains"),
+        Column("device", pl.Utf8, "device of a netdev/ingress base chain"),
+        Column("comment", pl.Utf8, "chain comment"),
+    ),
+)
+
+RAW_NFT_SETS = TableSchema(
+    "raw_nft_sets",
+    "nftables named sets and maps (verdict maps included) with their declared types",
+    (
+        _NFT_FORMAT,
+        _NFT_FAMILY,
+        _NFT_TABLE,
+        Column("name", pl.Utf8, "set or map name (referenced as @name in rules)"),
+        Column("kind", pl.Utf8, "set|map"),
+        _NFT_HANDLE,
+        Column("key_type", pl.Utf8, "key type as nft prints it (ipv4_addr . inet_proto . ...)"),
+        Column("data_type", pl.Utf8, "map data type (verdict, ipv4_addr . inet_service, ...)"),
+        Column("flags", pl.List(pl.Utf8), "set flags (interval, timeout, dynamic, constant)"),
+        Column("timeout_s", pl.Int64, "default element timeout in seconds"),
+        Column("size", pl.Int64, "maximum size when printed"),
+        Column("policy", pl.Utf8, "performance|memory when printed"),
+        Column("comment", pl.Utf8, "set comment"),
+        Column("element_count", pl.Int64, "elements listed in this file (parsed or rejected)"),
+    ),
+)
+
+RAW_NFT_ELEMENTS = TableSchema(
+    "raw_nft_elements",
+    "elements of named sets and maps, one row per element",
+    (
+        _NFT_FORMAT,
+        _NFT_FAMILY,
+        _NFT_TABLE,
+        Column("set_name", pl.Utf8, "set or map the element belongs to"),
+        Column("position", pl.Int32, "1-based position in the set's listing"),
+        Column("element", pl.Utf8, "the element as nft prints it (key, options, ': value')"),
+        Column("key", pl.Utf8, "key (concatenations joined with ' . ')"),
+        Column("value", pl.Utf8, "map value (goto CHAIN, an address, ...); null in sets"),
+        Column("comment", pl.Utf8, "element comment"),
+        Column("options", pl.Utf8, "timeout/expires/counter options of the element, as printed"),
+    ),
+)
+
+RAW_NFT_RULES = TableSchema(
+    "raw_nft_rules",
+    "nftables rules in chain order, as nft prints them, with the verdict and NAT pulled out",
+    (
+        _NFT_FORMAT,
+        _NFT_FAMILY,
+        _NFT_TABLE,
+        Column("chain", pl.Utf8, "chain of the rule"),
+        Column("position", pl.Int32, "1-based position in the chain (rejected rules count too)"),
+        _NFT_HANDLE,
+        Column(
+            "rule",
+            pl.Utf8,
+            "rule text in nft syntax, blanks collapsed, without '# handle'; from JSON rendered"
+            " the way nft prints it (iptables-nft 'xt' expressions as xt match \"name\")",
+        ),
+        Column("verdict", pl.Utf8, "accept|drop|reject|return|continue|queue|jump|goto|vmap"),
+        Column("target", pl.Utf8, "chain of jump/goto"),
+        Column("nat", pl.Utf8, "dnat|snat|masquerade|redirect when the rule translates"),
+        Column("nat_args", pl.Utf8, "what follows the NAT keyword (to ADDR:PORT, flags)"),
+        Column("set_refs", pl.List(pl.Utf8), "named sets/maps the rule uses (@name), in order"),
+        Column("comment", pl.Utf8, "rule comment"),
+        Column("pkts", pl.Int64, "counter packets"),
+        Column("bytes", pl.Int64, "counter bytes"),
+        Column(
+            "has_xt",
+            pl.Boolean,
+            "true when the JSON holds an iptables-nft 'xt' match/target, whose meaning only"
+            " iptables-save shows; null otherwise (text: nft prints its own translation)",
+        ),
+    ),
+)
+
+RAW_NFT_OBJECTS = TableSchema(
+    "raw_nft_objects",
+    "other named nftables objects: counters, quotas, limits, flowtables, ct helpers/timeouts",
+    (
+        _NFT_FORMAT,
+        _NFT_FAMILY,
+        _NFT_TABLE,
+        Column("kind", pl.Utf8, "counter|quota|limit|flowtable|ct helper|ct timeout|..."),
+        Column("name", pl.Utf8, "object name"),
+        _NFT_HANDLE,
+    ),
+)
+
 RAW_HOST_ADDRS = TableSchema(
     "raw_host_addrs",
     "interface addresses from ip -j addr (or plain ip addr / ip -br addr)",
@@ -626,6 +753,12 @@ TEXT_TABLES: tuple[TableSchema, ...] = (
     RAW_IPTABLES_RULES,
     RAW_IPSET_SETS,
     RAW_IPSET_MEMBERS,
+    RAW_NFT_TABLES,
+    RAW_NFT_CHAINS,
+    RAW_NFT_SETS,
+    RAW_NFT_ELEMENTS,
+    RAW_NFT_RULES,
+    RAW_NFT_OBJECTS,
     RAW_HOST_ADDRS,
     RAW_HOST_ROUTES,
     RAW_HOST_SYSCTLS,

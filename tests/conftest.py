@@ -19,6 +19,8 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 # the fresh_lab_bundles keys: "<mode>" on the seed's addressing plan, "<plan>/<mode>" on another
 FRESH_LAB_KEYS = ("iptables", "ipvs", "kubeadm/iptables", "kubeadm/ipvs")
+# kube-proxy nftables mode, both rule shapes on both plans: "[<plan>/]nftables[-dnat-map]"
+FRESH_NFT_KEYS = ("nftables", "nftables-dnat-map", "kubeadm/nftables", "kubeadm/nftables-dnat-map")
 
 
 def _lab_unavailable() -> str | None:
@@ -40,36 +42,38 @@ def fresh_lab_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obj
     Keys: ``iptables`` and ``ipvs`` (the seed's addressing plan), ``kubeadm/iptables`` and
     ``kubeadm/ipvs`` (other CIDRs, node network and ports: nothing may depend on the seed's).
     """
+    reason = _lab_unavailable()
+    if reason:
+        pytest.skip(reason)
+    return _generate_bundles(tmp_path_factory.mktemp("fresh-lab"), FRESH_LAB_KEYS)
+
+
+@pytest.fixture(scope="session")
+def fresh_nft_bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Fresh kube-proxy nftables-mode lab bundles (keys: FRESH_NFT_KEYS), made once per session."""
+    import shutil
+
+    reason = _lab_unavailable() or (None if shutil.which("nft") else "needs nft")
+    if reason:
+        pytest.skip(reason)
+    return _generate_bundles(tmp_path_factory.mktemp("fresh-nft-lab"), FRESH_NFT_KEYS)
+
+
+def _generate_bundles(root: object, keys: tuple[str, ...]) -> dict[str, object]:
     import subprocess
     import sys
     from pathlib import Path
 
-    reason = _lab_unavailable()
-    if reason:
-        pytest.skip(reason)
     repo = Path(__file__).resolve().parent.parent
-    root = tmp_path_factory.mktemp("fresh-lab")
     bundles: dict[str, object] = {}
-    for key in FRESH_LAB_KEYS:
+    for key in keys:
         plan, _, mode = key.rpartition("/")
-        out = root / f"lab-{key.replace('/', '-')}"
-        subprocess.run(
-            [
-                sys.executable,
-                str(repo / "captures" / "lab" / "make_bundle.py"),
-                "--mode",
-                mode,
-                "--out",
-                str(out),
-                "--requests",
-                "20",
-                "--plan",
-                plan or "kind",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+        mode, _, shape = mode.partition("-")
+        out = Path(str(root)) / f"lab-{key.replace('/', '-')}"
+        cmd = [sys.executable, str(repo / "captures" / "lab" / "make_bundle.py")]
+        cmd += ["--mode", mode, "--out", str(out), "--requests", "20", "--plan", plan or "kind"]
+        cmd += ["--nft-shape", shape or "vmap"] if mode == "nftables" else []
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
         bundles[key] = out
     return bundles
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import FRESH_LAB_KEYS
+from tests.conftest import FRESH_LAB_KEYS, FRESH_NFT_KEYS
 from tests.connections_checks import (
     analyze,
     check_clock_offsets,
@@ -139,3 +139,20 @@ def test_fresh_bundle_pcaps_only(
     key: str, fresh_lab_bundles: dict[str, Path], tmp_path: Path
 ) -> None:
     check_pcaps_only(fresh_lab_bundles[key], tmp_path)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("key", FRESH_NFT_KEYS)
+def test_fresh_nftables_bundle_with_conntrack(
+    key: str, fresh_nft_bundles: dict[str, Path], analyzed: Analyzed
+) -> None:
+    """kube-proxy's nftables mode: conntrack is the same, so connections need no change."""
+    check_with_conntrack(fresh_nft_bundles[key], analyzed)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("key", FRESH_NFT_KEYS)
+def test_fresh_nftables_bundle_pcaps_only(
+    key: str, fresh_nft_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    check_pcaps_only(fresh_nft_bundles[key], tmp_path)

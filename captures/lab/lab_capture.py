@@ -31,6 +31,10 @@ STATE_DUMPS = {
     "ip-addr.json": ["ip", "-j", "addr"],
     "ip-route.json": ["ip", "-j", "route"],
 }
+NFT_DUMPS = {
+    "nft-ruleset.txt": ["nft", "list", "ruleset"],
+    "nft-ruleset.json": ["nft", "-j", "list", "ruleset"],
+}  # kube-proxy nftables mode only
 EVENTS_FILE = "conntrack-events.txt"
 EVENTS_CMD = ["conntrack", "-E", "-o", "timestamp"]
 
@@ -139,10 +143,12 @@ class Recorder:
         self.recordings = []
 
 
-def dump_state(topo: Topology, node: Node, folder: Path) -> dict[str, str]:
-    """Run the state dumps on ``node``, write them into ``folder``; returns name -> text."""
+def dump_state(
+    topo: Topology, node: Node, folder: Path, extra: dict[str, list[str]] | None = None
+) -> dict[str, str]:
+    """Run the state dumps (and `extra`) on ``node``, write them into ``folder``."""
     texts = {}
-    for name, cmd in STATE_DUMPS.items():
+    for name, cmd in {**STATE_DUMPS, **(extra or {})}.items():
         text = run_in(topo.node_ns(node), cmd)
         (folder / name).write_text(text)
         texts[name] = text

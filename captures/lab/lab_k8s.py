@@ -188,8 +188,10 @@ def endpointslice_obj(cluster: Cluster, svc: Service, created: datetime, rv: int
     }
 
 
-def kube_proxy_configmap(ipvs_like: bool, pod_cidr: str, created: datetime) -> Obj:
-    mode = "ipvs" if ipvs_like else "iptables"
+def kube_proxy_configmap(
+    ipvs_like: bool, pod_cidr: str, created: datetime, mode: str | None = None
+) -> Obj:
+    mode = mode or ("ipvs" if ipvs_like else "iptables")
     config = "\n".join(
         [
             "apiVersion: kubeproxy.config.k8s.io/v1alpha1",
@@ -216,7 +218,9 @@ def kube_proxy_configmap(ipvs_like: bool, pod_cidr: str, created: datetime) -> O
     }
 
 
-def write_cluster(cluster: Cluster, folder: Path, ipvs_like: bool, kernel: str) -> list[str]:
+def write_cluster(
+    cluster: Cluster, folder: Path, ipvs_like: bool, kernel: str, mode: str | None = None
+) -> list[str]:
     """Write cluster/*.json; returns the file names written."""
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -238,7 +242,7 @@ def write_cluster(cluster: Cluster, folder: Path, ipvs_like: bool, kernel: str) 
             ]
         ),
         "configmap-kube-proxy.json": kube_proxy_configmap(
-            ipvs_like, cluster.plan.pod_cidr, created
+            ipvs_like, cluster.plan.pod_cidr, created, mode
         ),
     }
     for name, obj in files.items():

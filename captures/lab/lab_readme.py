@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from lab_capture import EVENTS_CMD, EVENTS_FILE, STATE_DUMPS, tcpdump_cmd
+from lab_capture import EVENTS_CMD, EVENTS_FILE, NFT_DUMPS, STATE_DUMPS, tcpdump_cmd
 from lab_model import Cluster
 
 SHOWN = "myk8s-worker"  # the node whose emulation rules the README prints
@@ -21,6 +21,7 @@ class RunInfo:
     tools: dict[str, str]
     recorder_summary: list[str]
     emulation_rules: dict[str, str]  # node -> iptables-legacy-save (IPVS-like mode only)
+    mode: str = ""  # e.g. "nftables (vmap shape)"; empty: iptables or IPVS-like
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -30,6 +31,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render(cluster: Cluster, info: RunInfo, rows: list[dict[str, str]]) -> str:
     mode = "IPVS-like (ipset rules, emulated IPVS)" if info.ipvs_like else "iptables"
+    mode = info.mode if info.mode.startswith("nftables") else mode
     plan = cluster.plan
     lines = [
         f"# {info.bundle}: a real-kernel capture of a kind-like cluster, kube-proxy {mode} mode",
@@ -105,6 +107,8 @@ def _files(cluster: Cluster, info: RunInfo) -> list[str]:
     ]
     if info.ipvs_like:
         rows.append(["`<node>/ipvsadm-Ln.txt`", "SYNTHETIC, in `ipvsadm -Ln` format (see below)"])
+    if info.mode.startswith("nftables"):
+        rows += [[f"`<node>/{n}`", f"`{' '.join(c)} > {n}`"] for n, c in NFT_DUMPS.items()]
     rows += [
         [
             "`cluster/*.json`",
@@ -147,6 +151,13 @@ def _differences(info: RunInfo) -> list[str]:
         "- IPv6 link-local addresses exist (as in kind); the scenarios send no IPv6 traffic, but",
         "  the kernel's own ICMPv6 (MLD, router solicitations) may appear in the pcaps.",
     ]
+    if info.mode.startswith("nftables"):
+        lines.append(
+            "- nftables mode: the generator writes the `table ip kube-proxy` that kube-proxy's\n"
+            "  nftables proxier writes (lab_kproxy_nftables.py) and loads it with `nft -f`;\n"
+            "  kubelet's canaries and kindnet's KIND-MASQ-AGENT stay in iptables. The kernel's\n"
+            "  own listing is in `nft-ruleset.txt` / `nft-ruleset.json`."
+        )
     if info.ipvs_like:
         lines.append(
             "- `kube-ipvs0` is an unused bridge kept down (this kernel has no dummy driver); it\n"

@@ -2,12 +2,14 @@
 
     sudo python3 captures/lab/make_bundle.py --mode iptables --out captures/lab-iptables
     sudo python3 captures/lab/make_bundle.py --mode ipvs --out captures/lab-ipvs
+    sudo python3 captures/lab/make_bundle.py --mode nftables --out captures/lab-nftables
 
 Builds a kind-like cluster (4 nodes, 4 pods, an external client) out of network namespaces,
 loads kube-proxy-shaped rules, starts whoami-style backends, records every node while the
 scenarios run, dumps the node state, writes cluster/*.json, ground_truth.csv and README.md,
 then deletes every namespace it made (also on failure; ``--keep`` leaves them for debugging).
-Needs root, iproute2, iptables (nft and legacy), ipset, conntrack and tcpdump.
+Needs root, iproute2, iptables (nft and legacy), ipset, conntrack and tcpdump (nft for
+--mode nftables).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import lab_ipvsadm
 import lab_k8s
 import lab_kproxy_iptables
 import lab_kproxy_ipvs
+import lab_kproxy_nftables
 import lab_readme
 import lab_truth
-from lab_capture import Recorder, dump_state
+from lab_capture import NFT_DUMPS, Recorder, dump_state
 from lab_model import PLANS, Cluster, build_cluster
 from lab_netns import Topology
 from lab_sh import LabError, in_ns, run, run_in
@@ -39,13 +42,21 @@ from lab_sh import LabError, in_ns, run, run_in
 HERE = Path(__file__).resolve().parent
 NEEDED = ["ip", "tcpdump", "conntrack", "iptables-restore", "iptables-save", "ipset"]
 NEEDED_IPVS = ["iptables-legacy-restore", "iptables-legacy-save"]
+NEEDED_NFT = ["nft"]
 SCENARIO_PAUSE_S = 0.2
 DRAIN_S = 0.5  # let the last FIN/ACKs reach every capture before stopping
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=("iptables", "ipvs"), required=True)
+    parser.add_argument("--mode", choices=("iptables", "ipvs", "nftables"), required=True)
+    parser.add_argument(
+        "--nft-shape",
+        choices=lab_kproxy_nftables.SHAPES,
+        default="vmap",
+        help="nftables mode: numgen vmap to endpoint chains (v1.33-1.35, default) or"
+        " dnat-map (v1.36: dnat ip to numgen ... map, @hairpin-connections)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     parser.add_argument("--requests", type=int, default=30, help="requests per scenario")
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -60,20 +71,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def preflight(ipvs_like: bool) -> None:
+def preflight(ipvs_like: bool, nftables: bool = False) -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces, iptables, tcpdump)")
-    missing = [t for t in NEEDED + (NEEDED_IPVS if ipvs_like else []) if not shutil.which(t)]
+    extra = (NEEDED_IPVS if ipvs_like else []) + (NEEDED_NFT if nftables else [])
+    missing = [t for t in NEEDED + extra if not shutil.which(t)]
     if missing:
         raise LabError("missing tools: " + ", ".join(missing))
 
 
-def load_rules(topo: Topology) -> dict[str, str]:
-    """Load every node's rules; returns node -> emulation rules (IPVS-like mode only)."""
+def load_rules(topo: Topology, nft_shape: str | None = None) -> dict[str, str]:
+    """Load every node's rules; returns node -> emulation rules (IPVS-like mode only).
+
+    ``nft_shape`` set: kube-proxy nftables mode (kubelet/kindnet stay in iptables)."""
     emulation = {}
     for node in topo.cluster.nodes:
         ns = topo.node_ns(node)
-        if topo.ipvs_like:
+        if nft_shape is not None:
+            rules = lab_kproxy_nftables.iptables_restore_text(topo.cluster, node)
+            nft_rules = lab_kproxy_nftables.nft_text(topo.cluster, node, nft_shape)
+            run_in(ns, ["nft", "-f", "-"], input_text=nft_rules)
+        elif topo.ipvs_like:
             # order matters: the legacy nat table must exist before the nft one (module doc)
             run_in(
                 ns,
@@ -154,7 +172,7 @@ def tool_versions() -> dict[str, str]:
         "conntrack": first_line(["conntrack", "--version"]).split()[1],
         "iptables": first_line(["iptables", "--version"]).removeprefix("iptables "),
         "ipset": first_line(["ipset", "--version"]).split(",")[0].removeprefix("ipset "),
-    }
+    } | ({"nft": first_line(["nft", "--version"])} if shutil.which("nft") else {})
 
 
 def record_bundle(topo: Topology, stage: Path, args: argparse.Namespace) -> list[str]:
@@ -163,7 +181,8 @@ def record_bundle(topo: Topology, stage: Path, args: argparse.Namespace) -> list
     servers: list[subprocess.Popen[str]] = []
     recorder = Recorder(topo, stage)
     try:
-        emulation = load_rules(topo)
+        nft_shape = args.nft_shape if args.mode == "nftables" else None
+        emulation = load_rules(topo, nft_shape)
         start_servers(topo, servers)
         recorder.start()
         rows, problems = run_scenarios(topo, args.requests)
@@ -173,13 +192,14 @@ def record_bundle(topo: Topology, stage: Path, args: argparse.Namespace) -> list
         recorder.kill()
         stop_processes(servers)
     for node in cluster.nodes:
-        texts = dump_state(topo, node, stage / node.name)
+        extra = NFT_DUMPS if args.mode == "nftables" else {}
+        texts = dump_state(topo, node, stage / node.name, extra)
         if topo.ipvs_like:
             services = lab_kproxy_ipvs.virtual_services(cluster, node)
             text = lab_ipvsadm.render(services, texts["conntrack.txt"])
             (stage / node.name / "ipvsadm-Ln.txt").write_text(text)
     kernel = run(["uname", "-r"]).strip()
-    lab_k8s.write_cluster(cluster, stage / "cluster", topo.ipvs_like, kernel)
+    lab_k8s.write_cluster(cluster, stage / "cluster", topo.ipvs_like, kernel, args.mode)
     lab_truth.write_csv(stage / "ground_truth.csv", rows)
     info = lab_readme.RunInfo(
         bundle=args.out.name,
@@ -190,6 +210,7 @@ def record_bundle(topo: Topology, stage: Path, args: argparse.Namespace) -> list
         tools=tool_versions(),
         recorder_summary=summary,
         emulation_rules=emulation,
+        mode=args.mode if args.mode != "nftables" else f"nftables ({args.nft_shape} shape)",
     )
     (stage / "README.md").write_text(lab_readme.render(cluster, info, rows))
     return problems
@@ -198,6 +219,7 @@ def record_bundle(topo: Topology, stage: Path, args: argparse.Namespace) -> list
 def _cli_args(args: argparse.Namespace) -> list[str]:
     out = ["--mode", args.mode, "--out", str(args.out)]
     out += ["--plan", args.plan] if args.plan != "kind" else []
+    out += ["--nft-shape", args.nft_shape] if args.mode == "nftables" else []
     return out + (["--requests", str(args.requests)] if args.requests != 30 else [])
 
 
@@ -220,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     stage.mkdir(parents=True)
     started = time.monotonic()
     try:
-        preflight(ipvs_like)
+        preflight(ipvs_like, args.mode == "nftables")
         topo.create()
         problems = record_bundle(topo, stage, args)
         if problems:

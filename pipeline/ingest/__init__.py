@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pipeline.ingest import conntrack, host, ipset, iptables, ipvsadm, k8s, sysctl
+from pipeline.ingest import conntrack, host, ipset, iptables, ipvsadm, k8s, nft, sysctl
 
-TEXT_INGESTORS: tuple[ModuleType, ...] = (conntrack, ipvsadm, iptables, ipset, host, k8s, sysctl)
+TEXT_INGESTORS: tuple[ModuleType, ...] = (
+    conntrack,
+    ipvsadm,
+    iptables,
+    ipset,
+    nft,
+    host,
+    k8s,
+    sysctl,
+)

@@ -27,6 +27,7 @@ class JsonElement:
     line: int
     raw: str
     value: Any
+    offset: int | None = None  # character offset of the element in the text
 
 
 _Walk = Generator[JsonElement | RecordError, None, int]
@@ -136,7 +137,7 @@ class _Walker:
                 reason += " and cut off"
             yield RecordError(reason, self.text[pos:end].rstrip(), line=self.line(pos))
             return end
-        yield JsonElement(self.line(pos), self.text[pos:end], value)
+        yield JsonElement(self.line(pos), self.text[pos:end], value, pos)
         return end
 
     def too_deep(self, start: int, end: int) -> bool:
@@ -200,5 +201,5 @@ class _Walker:
                 yield self.rest_error(pos, exc)  # its elements were yielded already
             return len(self.text)
         if not has_items:
-            yield JsonElement(self.line(start), self.text[start : pos + 1], header)
+            yield JsonElement(self.line(start), self.text[start : pos + 1], header, start)
         return pos + 1

@@ -24,6 +24,8 @@ import lab_kproxy_ipvs
 import lab_truth
 from lab_model import PLANS, Cluster, build_cluster
 
+from tests.lab.nft_checks import check_nft_rules
+
 LINKTYPE_ETHERNET = 1
 LINKTYPE_LINUX_SLL2 = 276
 MAX_BUNDLE_BYTES = 5 * 1024 * 1024
@@ -106,9 +108,10 @@ def pcap_tuples(path: Path) -> set[tuple[str, Tuple4]]:
     return found
 
 
-def node_files(cluster: Cluster, node: str, ipvs_like: bool) -> list[str]:
+def node_files(cluster: Cluster, node: str, ipvs_like: bool, nft: bool = False) -> list[str]:
     pods = cluster.pods_on(node)
     files = STATE_FILES + ["ipset.txt", "eth0.pcap", "any.pcap"] + [f"{p.veth}.pcap" for p in pods]
+    files += ["nft-ruleset.txt", "nft-ruleset.json"] if nft else []
     return files + (["ipvsadm-Ln.txt"] if ipvs_like else [])
 
 
@@ -119,11 +122,13 @@ def check_bundle(
     *,
     tshark: bool = False,
     plan: str = "kind",
+    nft_shape: str | None = None,
 ) -> None:
     """Raise AssertionError with a precise message on the first thing that is wrong.
 
     ``tshark=True`` also has every pcap read by ``tshark -r`` (slow: about a second each).
-    ``plan`` is the addressing plan the bundle was made with (make_bundle.py --plan).
+    ``plan`` is the addressing plan the bundle was made with (make_bundle.py --plan);
+    ``nft_shape`` is set for an nftables-mode bundle (make_bundle.py --nft-shape).
     """
     cluster = build_cluster(PLANS[plan])
     size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
@@ -135,11 +140,12 @@ def check_bundle(
         obj = json.loads((bundle / "cluster" / name).read_text())
         assert obj.get("kind") in ("List", "ConfigMap"), name
     mode = json.loads((bundle / "cluster" / "configmap-kube-proxy.json").read_text())
-    assert f"mode: {'ipvs' if ipvs_like else 'iptables'}" in mode["data"]["config.conf"]
+    want_mode = "nftables" if nft_shape else ("ipvs" if ipvs_like else "iptables")
+    assert f"mode: {want_mode}" in mode["data"]["config.conf"]
     pcaps = []
     for node in cluster.nodes:
         folder = bundle / node.name
-        for name in node_files(cluster, node.name, ipvs_like):
+        for name in node_files(cluster, node.name, ipvs_like, nft_shape is not None):
             path = folder / name
             empty_ok = name == "ipset.txt" and not ipvs_like
             assert path.is_file() and (empty_ok or path.stat().st_size > 0), f"{path} missing/empty"
@@ -147,7 +153,10 @@ def check_bundle(
                 want = LINKTYPE_LINUX_SLL2 if name == "any.pcap" else LINKTYPE_ETHERNET
                 assert pcap_linktype(path) == want, f"{path}: link type"
                 pcaps.append(path)
-        _check_rules(folder, ipvs_like)
+        if nft_shape is not None:
+            check_nft_rules(cluster, folder, nft_shape)
+        else:
+            _check_rules(folder, ipvs_like)
     if tshark:
         _check_tshark_reads(pcaps)
     rows = read_rows(bundle)

@@ -48,10 +48,11 @@ def _root_links() -> set[str]:
 
 
 def _generate(
-    out: Path, mode: str, prefix: str, plan: str = "kind"
+    out: Path, mode: str, prefix: str, plan: str = "kind", nft_shape: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(LAB_DIR / "make_bundle.py"), "--mode", mode, "--out", str(out)]
     cmd += ["--requests", str(REQUESTS), "--prefix", prefix, "--plan", plan]
+    cmd += ["--nft-shape", nft_shape] if nft_shape else []
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
 
 
@@ -71,6 +72,18 @@ def test_fresh_bundle_is_complete_and_matches_the_kernel(
     assert not {n for n in _namespaces() if n.startswith(prefix)}, "namespaces left behind"
     assert _root_links() == links_before, "the generator touched the root namespace's links"
     check_bundle(tmp_path / f"lab-{mode}", mode == "ipvs", REQUESTS, tshark=True, plan=plan)
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
+@pytest.mark.parametrize(("plan", "shape"), [("kind", "vmap"), ("kubeadm", "dnat-map")])
+def test_fresh_nftables_bundle_is_complete_and_matches_the_kernel(
+    tmp_path: Path, plan: str, shape: str
+) -> None:
+    prefix = f"nlt{os.getpid()}{plan[:2]}nf{shape[:1]}"
+    proc = _generate(tmp_path / "lab-nft", "nftables", prefix, plan, shape)
+    assert proc.returncode == 0, proc.stderr
+    assert not {n for n in _namespaces() if n.startswith(prefix)}, "namespaces left behind"
+    check_bundle(tmp_path / "lab-nft", False, REQUESTS, plan=plan, nft_shape=shape)
 
 
 def test_generator_tears_down_when_killed(tmp_path: Path) -> None:
