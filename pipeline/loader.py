@@ -32,7 +32,7 @@ from pipeline.db import (
     loaded_capture_ids,
     refresh_parquet_views,
 )
-from pipeline.ingest.blocks import parse_blocks
+from pipeline.ingest.blocks import open_input, parse_blocks
 from pipeline.ingest.records import RecordError
 from pipeline.schemas import BY_NAME, DB_TABLES, RAW_INGEST_ERRORS, RAW_INGEST_FILES, TableSchema
 
@@ -71,7 +71,7 @@ class PlannedFile:
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_input(path) as handle:
         while block := handle.read(HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
@@ -195,6 +195,10 @@ def _replace_file(
     return old_capture if old_capture != capture_id else None
 
 
+class DatabaseWriteError(duckdb.IOException):
+    """The database could not store a file, nor that the file failed: the first cause first."""
+
+
 def record_failure(
     con: duckdb.DuckDBPyConnection,
     planned: PlannedFile,
@@ -205,7 +209,15 @@ def record_failure(
     """Store a file as failed (its rows gone, tried again next run) and return the outcome."""
     reason = exc if isinstance(exc, str) else describe_error(exc)
     outcome = FileOutcome(planned.file, kind, "failed", reason, engine=engine)
-    old = _replace_file(con, planned.file, outcome, planned.sha256, planned.size)
+    try:
+        old = _replace_file(con, planned.file, outcome, planned.sha256, planned.size)
+    except duckdb.Error as second:
+        # why: when the database itself is what failed (a full disk), DuckDB then refuses
+        # every write with "database has been invalidated": the first cause is the news
+        raise DatabaseWriteError(
+            f"{planned.file.source_file}: {reason}; the database could not record it either "
+            f"({describe_error(second)})"
+        ) from second
     if old is not None:
         data_dir(con).remove(old)
         refresh_parquet_views(con)
@@ -222,7 +234,7 @@ def plan_file(
     """Hash and recognise a file; decide whether it is unchanged; make a capture's job."""
     try:
         sha = file_sha256(f.path)
-        with f.path.open("rb") as handle:
+        with open_input(f.path) as handle:
             head = handle.read(SNIFF_BYTES)
         size = f.path.stat().st_size
     except OSError as exc:

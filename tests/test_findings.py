@@ -67,7 +67,7 @@ def test_no_finding_on_fresh_clean_lab_bundles(fresh_lab_bundles: dict[str, Path
         db = Path(str(bundle) + ".findings.duckdb")
         result = runner.invoke(app, ["analyze", str(bundle), "--db", str(db), "-q"])
         assert result.exit_code == 0, (key, result.stderr)
-        assert findings_of(db) == [], key
+        assert findings_of(db) == [], (key, findings_of(db))
 
 
 def test_published_conntrack_stats_with_invalid_packets(tmp_path: Path) -> None:

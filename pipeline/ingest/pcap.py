@@ -21,6 +21,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.ingest import pcap_app, pcap_columns, pcap_dpkt, pcap_fast, pcap_framing, pcapng
+from pipeline.ingest.blocks import open_input
 from pipeline.ingest.pcap_batch import CHUNK_BYTES, RecordBatch, Stream
 from pipeline.ingest.records import ParsedChunk
 
@@ -52,7 +53,7 @@ def read_capture(
         yield from pcap_pyshark.read_capture(path)
         return
     try:
-        handle = path.open("rb")
+        handle = open_input(path)
     except OSError as exc:
         raise InputError(str(path), f"cannot read file: {exc.strerror or exc}") from exc
     with handle:

@@ -1,4 +1,4 @@
--- question: For which dialed services does backend_distribution's verdict reject the split the rules promise, with p below 0.001?
+-- question: For which dialed services does backend_distribution's verdict reject the split the rules promise, with p below 0.0001?
 -- grain: one row per bundle, scope (all nodes or one node) and dialed service
 -- inputs: backend_distribution
 with distribution as (
@@ -25,8 +25,8 @@ rejected as (
     from distribution
     -- why: the verdict says "deviates" below p = 0.05, which iptables' random split reaches
     -- by chance in one of twenty small samples, and a report tests many services and nodes;
-    -- a finding needs p < 0.001 (or connections to a backend the rules never name)
-    where (verdict like 'deviates from the promised split%' and p_value < 0.001)
+    -- a finding needs p < 0.0001 (or connections to a backend the rules never name)
+    where (verdict like 'deviates from the promised split%' and p_value < 0.0001)
         or verdict like 'connections reached backends the rules give no share%'
     group by all
 ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 from pathlib import Path
 
@@ -10,11 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.bundle import sniff
+from pipeline.analyze import LoadOptions, load_all
+from pipeline.bundle import discover, sniff
+from pipeline.db import connect
 from pipeline.ingest import blocks
 from pipeline.ingest.blocks import MAX_LINE_BYTES, iter_blocks, parse_blocks
 from pipeline.ingest.records import ParsedChunk
 
+CONNTRACK_LINE = (
+    "ipv4     2 tcp      6 86395 ESTABLISHED src=10.0.0.1 dst=10.96.0.10 sport=40000 dport=80 "
+    "src=10.244.1.5 dst=10.0.0.1 sport=8080 dport=40000 [ASSURED] mark=0 use=2\n"
+)
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # Every fixture of a family that can be cut into blocks (conntrack, ipset). iptables-save is
 # not cut: a file's address family is learnt from any of its tables and applies to all.
@@ -94,3 +102,46 @@ def test_a_line_longer_than_any_record_is_one_rejection_and_never_held(tmp_path:
     assert len(error.raw) < 4200
     assert found[0].text.splitlines()[2] == ""  # the parser sees an empty line 3
     assert found[0].text.splitlines()[3] == "-A PREROUTING -j ACCEPT"
+
+
+def test_inputs_are_opened_without_following_a_link_or_blocking_on_a_fifo(tmp_path: Path) -> None:
+    """What the bundle walk skips is also refused at open time (the entry may be swapped)."""
+    real = tmp_path / "conntrack.txt"
+    real.write_text("secret\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(real)
+    fifo = tmp_path / "fifo.txt"
+    os.mkfifo(fifo)
+    with blocks.open_input(real) as handle:
+        assert handle.read() == b"secret\n"
+    with pytest.raises(OSError) as followed:
+        blocks.open_input(link)
+    assert followed.value.errno == errno.ELOOP
+    with pytest.raises(OSError, match="not a regular file"):
+        blocks.open_input(fifo)  # returns at once: no writer is waited for
+
+
+def test_a_file_swapped_for_a_link_after_discovery_fails_alone(tmp_path: Path) -> None:
+    """The walk saw a regular file; by the load it is a link to a file outside the bundle."""
+    outside = tmp_path / "shadow"
+    outside.write_text("root:$6$secret:19000:0:99999:7:::\n")
+    node = tmp_path / "b" / "w1"
+    node.mkdir(parents=True)
+    victim = node / "conntrack.txt"
+    victim.write_text(CONNTRACK_LINE)
+    (node / "other.txt").write_text(CONNTRACK_LINE)
+    files = discover([tmp_path / "b"])
+    victim.unlink()
+    victim.symlink_to(outside)
+    con = connect(tmp_path / "n.duckdb")
+    try:
+        loaded = load_all(con, files, options=LoadOptions(jobs=1), bundle_ids={"b"})
+        outcomes = {o.file.source_file: o for o in loaded}
+        assert outcomes["b/w1/conntrack.txt"].status == "failed"
+        assert "symbolic links" in str(outcomes["b/w1/conntrack.txt"].reason)
+        assert outcomes["b/w1/other.txt"].status == "loaded"
+        raw = con.execute("select string_agg(raw, '') from raw_ingest_errors").fetchone()
+        assert "secret" not in str(raw)
+        assert con.execute("select count(*) from raw_conntrack_entries").fetchone() == (1,)
+    finally:
+        con.close()
