@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sys
 from contextlib import nullcontext
 from enum import StrEnum
 from pathlib import Path
@@ -17,30 +18,39 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline import __version__
 from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
 from pipeline.atomic import write_text_atomic
-from pipeline.bundle import InputFile, discover_all
+from pipeline.bundle import InputFile, discover_all, is_node_dir
 from pipeline.capture.executors import RayUnavailableError
-from pipeline.db import (
-    QUERY_LAYERS,
-    connect,
-    materialized_are_current,
-    read_view_files,
-    refresh_materialized,
-)
+from pipeline.cli_support import HelpCommand, check_output_path, run_app
+from pipeline.db import connect, refresh_materialized
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
+from pipeline.export import ExportFormat, export
+from pipeline.formats import Format, write_result
 from pipeline.loader import FileOutcome
-from pipeline.output import render_result, run_query
+from pipeline.reader import open_current, open_read_only
 from pipeline.report import render_report, run_checks
 from pipeline.signals import Terminated, interrupted, interrupts
+from pipeline.sql_command import parse_params, read_sql, run, terminal_width, view_rows
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Explain what the Linux kernel did to connections through a Kubernetes Service.",
+    # why: plain help (Rich markup ate `[ray]`); errors reach the net in cli_support.run_app
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-DbOption = Annotated[Path, typer.Option("--db", help="DuckDB file to load into / read from.")]
+DbOption = Annotated[
+    Path, typer.Option("--db", metavar="FILE", help="DuckDB file to load into / read from.")
+]
+FormatOption = Annotated[
+    Format, typer.Option("--format", metavar="FORMAT", help="table|csv|tsv|json|jsonl|markdown.")
+]
+NoHeaderOption = Annotated[
+    bool, typer.Option("--no-header", help="Leave out the row of column names.")
+]
 DEFAULT_DB = Path("natlens.duckdb")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)$", re.IGNORECASE)
 
@@ -56,11 +66,29 @@ class Engine(StrEnum):
     pyshark = "pyshark"
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    markdown = "markdown"
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"natlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Explain what the Linux kernel did to connections through a Kubernetes Service.
+
+    \b
+    Examples:
+      natlens analyze captures/lab-iptables --db lab.duckdb -o report.md
+      natlens sql --db lab.duckdb "select * from connections limit 5"
+      natlens export flows --db lab.duckdb --format zeek -o conn.log
+    """
 
 
 def _fail(exc: InputError | QueryError, code: ExitCode) -> typer.Exit:
@@ -70,29 +98,49 @@ def _fail(exc: InputError | QueryError, code: ExitCode) -> typer.Exit:
     return typer.Exit(int(code))
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def analyze(
     paths: Annotated[
-        list[Path], typer.Argument(help="Capture bundle directories and/or single files.")
+        list[Path],
+        typer.Argument(
+            metavar="PATH",
+            help="Capture bundles, one node's directory (its name is the node) and/or files.",
+        ),
     ],
     db: DbOption = DEFAULT_DB,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the Markdown report here.")
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write the Markdown report here (- = stdout)."
+        ),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 if any record was rejected.")
     ] = False,
     node: Annotated[
-        str | None, typer.Option("--node", help="Node name for single files (default '-').")
+        str | None,
+        typer.Option(
+            "--node",
+            metavar="NAME",
+            help="Node of single files and of a node's directory (default: '-' for files, "
+            "the folder's name for a directory without sub-directories).",
+        ),
     ] = None,
     bundle_id: Annotated[
-        str | None, typer.Option("--bundle-id", help="Bundle name (default: directory name).")
+        str | None,
+        typer.Option(
+            "--bundle-id",
+            metavar="NAME",
+            help="Bundle name (default: the bundle directory's name; for a node's directory, "
+            "the folder above it).",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
     engine: Annotated[
         Engine,
         typer.Option(
             "--engine",
+            metavar="fast|pyshark",
             help="pcap decoder: fast (vectorised) or pyshark (tshark; slow, cross-check).",
         ),
     ] = Engine.fast,
@@ -100,6 +148,7 @@ def analyze(
         str | None,
         typer.Option(
             "--memory-limit",
+            metavar="SIZE",
             callback=_check_memory_limit,
             help="DuckDB memory limit, e.g. 1GB; work beyond it spills to <db>.tmp "
             "(default: DuckDB's, 80% of RAM).",
@@ -108,13 +157,18 @@ def analyze(
     jobs: Annotated[
         int | None,
         typer.Option(
-            "--jobs", "-j", min=1, help="Captures decoded at once (default: one per core)."
+            "--jobs",
+            "-j",
+            min=1,
+            metavar="N",
+            help="Captures decoded at once (default: one per core).",
         ),
     ] = None,
     ray: Annotated[
         str | None,
         typer.Option(
             "--ray",
+            metavar="ADDRESS",
             help="Decode captures as Ray tasks: a cluster ADDRESS, or `local` to start one "
             "(needs natlens[ray]; the data directory must be on a path every worker sees).",
         ),
@@ -123,12 +177,20 @@ def analyze(
         Path | None,
         typer.Option(
             "--data-dir",
+            metavar="DIR",
             help="Where the captures' Parquet files go (default: <db>.d, or the one the "
             "database was last used with).",
         ),
     ] = None,
 ) -> None:
-    """Load capture bundles/files into the DuckDB file and optionally write the report."""
+    """Load capture bundles/files into the DuckDB file and optionally write the report.
+
+    \b
+    Examples:
+      natlens analyze captures/lab-iptables --db lab.duckdb -o report.md
+      natlens analyze captures/lab-iptables/myk8s-worker --db lab.duckdb
+      natlens analyze eth0.pcap conntrack.txt --node worker-1 --db one.duckdb -q
+    """
     with interrupts() as caught:
         try:
             _analyze(
@@ -178,6 +240,12 @@ def _analyze(
     data_dir: Path | None,
 ) -> None:
     exit_code = ExitCode.OK
+    try:  # why: a bad option is reported before any work, and before a database is made
+        check_output_path(None if output is None or str(output) == "-" else output, "--output")
+        check_output_path(db, "--db")
+    except InputError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
     files = []
     for path in paths:
         try:
@@ -186,16 +254,27 @@ def _analyze(
             err.print(str(exc), markup=False)
             exit_code = ExitCode.INPUT
             continue
-        files.extend(found.files)
         if not quiet:
             for skipped in found.skipped:
                 err.print(f"{skipped.display}: skipped: {skipped.reason}", markup=False)
+        if not found.files and path.is_dir():
+            err.print(
+                f"{path}: error: no capture files found hint: pass a bundle directory, "
+                "a node's directory or files",
+                markup=False,
+            )
+            exit_code = ExitCode.INPUT
+        files.extend(found.files)
+    if not files:  # nothing to load: no database is made or touched
+        raise typer.Exit(int(exit_code or ExitCode.INPUT))
     try:
         con = connect(db, memory_limit=memory_limit, data_dir=data_dir)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     try:
-        outcomes = _load_with_progress(con, paths, files, options, bundle_id, quiet)
+        # why: a node's directory is part of a bundle; the rest of that bundle is not gone
+        bundles = [p for p in paths if not (p.is_dir() and is_node_dir(p, node))]
+        outcomes = _load_with_progress(con, bundles, files, options, bundle_id, quiet)
     except RayUnavailableError as exc:
         con.close()
         err.print(f"error: {exc}", markup=False)
@@ -227,7 +306,7 @@ def _analyze(
         if not _write_report(output, render_report(con)):
             con.close()
             raise typer.Exit(int(ExitCode.DATABASE))
-        if not quiet:
+        if not quiet and str(output) != "-":
             err.print(f"report written to {output}", markup=False)
     failing_checks = run_checks(con)
     for name, count in failing_checks.items():
@@ -308,14 +387,26 @@ def _print_totals(outcomes: list[FileOutcome]) -> None:
     )
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def report(
     db: DbOption = DEFAULT_DB,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Output file (default and -: stdout)."),
     ] = None,
 ) -> None:
-    """Write the Markdown report for everything loaded in the DuckDB file."""
+    """Write the Markdown report for everything loaded in the DuckDB file.
+
+    \b
+    Examples:
+      natlens report --db lab.duckdb -o report.md
+      natlens report --db lab.duckdb | less
+    """
+    try:
+        check_output_path(output, "--output")
+    except InputError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
     if not db.exists():
         raise _fail(
             InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
@@ -327,34 +418,25 @@ def report(
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     con.close()
-    if output is None:
+    if output is None or str(output) == "-":
         typer.echo(text, nl=False)
     elif not _write_report(output, text):
         raise typer.Exit(int(ExitCode.DATABASE))
 
 
 def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
-    """Open the database with its derived tables current: a run killed or failed before it
-    rebuilt them left them stale, and they are rebuilt here rather than read stale."""
-    con = connect(db)
-    try:
-        if not materialized_are_current(con):
-            # why: a run stopped after its loads may not have explained them either
-            recompute(con)
-        rebuilt = refresh_materialized(con)
-    except duckdb.Error as exc:
-        con.close()
-        raise QueryError(str(db), str(exc).splitlines()[0]) from exc
-    except QueryError:
-        con.close()
-        raise
+    """Open the database with its derived tables current (see reader.open_current)."""
+    con, rebuilt = open_current(db)
     if rebuilt:
         err.print(f"{db}: note: rebuilt {', '.join(rebuilt)} (they were out of date)", markup=False)
     return con
 
 
 def _write_report(output: Path, text: str) -> bool:
-    """Write the report whole or not at all; on failure print one located line."""
+    """Write the report whole or not at all; on failure print one located line. `-`: stdout."""
+    if str(output) == "-":
+        typer.echo(text, nl=False)
+        return True
     try:
         write_text_atomic(output, text)
     except OSError as exc:  # e.g. a full disk: the previous report is left as it was
@@ -363,44 +445,162 @@ def _write_report(output: Path, text: str) -> bool:
     return True
 
 
-@app.command()
+def _note(text: str) -> None:
+    err.print(text, markup=False)
+
+
+@app.command(cls=HelpCommand)
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL to run (views: `natlens views`).")],
+    query: Annotated[
+        str | None,
+        typer.Argument(metavar="SQL", help="SQL to run; - reads it from stdin."),
+    ] = None,
     db: DbOption = DEFAULT_DB,
-    fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.table,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", metavar="FILE", help="Read the SQL from FILE (- = stdin)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="NAME=VALUE",
+            help="Bind $NAME to VALUE (text, cast by DuckDB as the SQL needs); repeatable.",
+        ),
+    ] = None,
+    fmt: FormatOption = Format.table,
+    no_header: NoHeaderOption = False,
+    max_width: Annotated[
+        int | None,
+        typer.Option(
+            "--max-width",
+            metavar="N",
+            min=0,
+            help="Width of the table format (default: the terminal's; 0: no limit).",
+        ),
+    ] = None,
 ) -> None:
-    """Run ad-hoc SQL against the DuckDB file and print the result to stdout."""
-    if not db.exists():
-        raise _fail(
-            InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
-            ExitCode.INPUT,
-        )
+    """Run SQL on the DuckDB file (opened read-only) and print each result to stdout.
+
+    Statements run in order; each one that returns rows is printed. Views: `natlens views`.
+    On an error DuckDB's message is printed whole and the exit code is 4.
+
+    \b
+    Examples:
+      natlens sql --db lab.duckdb "select * from connections limit 5"
+      natlens sql --db lab.duckdb -f checks.sql --format csv
+      echo "select count(*) from flows" | natlens sql --db lab.duckdb -
+      natlens sql --db lab.duckdb -p node=myk8s-worker \\
+          "select uid, orig_h, resp_h, service from flows where node = $node"
+    """
     try:
-        con = _open_current(db)
-        result = run_query(con, query)
+        text = read_sql(query, file)
+        params = parse_params(param or [])
+    except InputError as exc:
+        raise _fail(exc, ExitCode.USAGE) from exc
+    width = max_width if max_width is not None else terminal_width()
+    try:
+        con = open_read_only(db, note=_note)
+    except InputError as exc:
+        raise _fail(exc, ExitCode.INPUT) from exc
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
-    typer.echo(render_result(result, fmt.value), nl=False)
+    try:
+        run(con, text, params, sys.stdout, fmt, header=not no_header, width=width or None)
+    except InputError as exc:
+        raise _fail(exc, ExitCode.USAGE) from exc
+    except QueryError as exc:
+        raise _fail(exc, ExitCode.DATABASE) from exc
+    finally:
+        con.close()
 
 
-@app.command()
-def views() -> None:
+@app.command(cls=HelpCommand)
+def views(
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            metavar="FILE",
+            help="List what this database holds (default: the views natlens defines).",
+        ),
+    ] = None,
+    fmt: FormatOption = Format.table,
+    no_header: NoHeaderOption = False,
+) -> None:
     """List every view with the one-line question it answers (from the SQL file headers).
 
     Columns: name, layer, `view` or `table` (materialised by analyze), question.
+
+    \b
+    Examples:
+      natlens views
+      natlens views --db lab.duckdb --format tsv
     """
-    for view in sorted(read_view_files(), key=lambda v: (QUERY_LAYERS.index(v.layer), v.name)):
-        kind = "table" if view.materialized else "view"
-        typer.echo(f"{view.name}\t{view.layer}\t{kind}\t{view.question}")
+    con = None
+    if db is not None:
+        try:
+            con = open_read_only(db, note=_note)
+        except InputError as exc:
+            raise _fail(exc, ExitCode.INPUT) from exc
+        except QueryError as exc:
+            raise _fail(exc, ExitCode.DATABASE) from exc
+    try:
+        columns, rows = view_rows(con)
+    finally:
+        if con is not None:
+            con.close()
+    write_result(sys.stdout, fmt, columns, [rows], header=not no_header, width=None)
 
 
-@app.command()
+@app.command("export", cls=HelpCommand)
+def export_(
+    what: Annotated[
+        str, typer.Argument(metavar="VIEW|SQL", help="A view (e.g. flows) or one query.")
+    ],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", metavar="FILE", help="File to write; - is stdout."),
+    ],
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", metavar="FORMAT", help="parquet|csv|jsonl|zeek."),
+    ] = ExportFormat.parquet,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Write a view or a query's rows to a file for other tools (written whole, or not at all).
+
+    `zeek` writes Zeek's ASCII conn.log from `flows` (or a query selecting its columns), which
+    zeek-cut and Zeek log readers accept.
+
+    \b
+    Examples:
+      natlens export flows --db lab.duckdb --format zeek -o conn.log
+      natlens export connections --db lab.duckdb --format parquet -o connections.parquet
+      natlens export "select * from flows where service = 'http'" --format csv -o -
+    """
+    try:
+        check_output_path(Path(output), "--output")
+    except InputError as exc:
+        raise _fail(exc, ExitCode.USAGE) from exc
+    try:
+        export(db, what, fmt, output, note=_note)
+    except InputError as exc:
+        code = ExitCode.INPUT if exc.path == str(db) else ExitCode.USAGE
+        raise _fail(exc, code) from exc
+    except QueryError as exc:
+        raise _fail(exc, ExitCode.DATABASE) from exc
+    except OSError as exc:
+        err.print(f"{output}: error: cannot write: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(int(ExitCode.DATABASE)) from exc
+
+
+@app.command(cls=HelpCommand)
 def version() -> None:
-    """Print the natlens version."""
+    """Print the natlens version (also: natlens --version)."""
     typer.echo(__version__)
 
 
 def main() -> None:
-    app()
+    run_app(app)

@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     INPUT = 3  # an input file or path could not be read at all
     DATABASE = 4  # the DuckDB file could not be opened, a query failed, a report not written
     CHECKS = 5  # a data check (queries/checks) returned offending rows under --strict
+    INTERNAL = 70  # a bug: one line on stderr, the full trace in a file (sysexits EX_SOFTWARE)
 
 
 class InputError(Exception):
