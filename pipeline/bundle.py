@@ -162,9 +162,7 @@ def _is_flat(folder: Path) -> bool:
         return False
 
 
-def _walk_node_dir(
-    root: Path, node: str | None, bundle_id: str | None, found: Discovered
-) -> None:
+def _walk_node_dir(root: Path, node: str | None, bundle_id: str | None, found: Discovered) -> None:
     """One node's directory: every file under it is that node's, named as in its bundle."""
     resolved = root.resolve()
     folder = display_name(resolved.name)
