@@ -97,7 +97,8 @@ def run(
         if missing:
             raise QueryError(where, f"no value for ${', $'.join(sorted(missing))} (--param)")
         try:
-            cursor = con.execute(statement, wanted or None)
+            # why: the text without the blanks before it, so DuckDB's LINE 1 is its first line
+            cursor = con.execute(statement.query.strip(), wanted or None)
             if not _shows_rows(statement) or cursor.description is None:
                 continue
             columns = [d[0] for d in cursor.description]
