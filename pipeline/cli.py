@@ -241,11 +241,11 @@ def _analyze(
 ) -> None:
     exit_code = ExitCode.OK
     try:  # why: a bad option is reported before any work, and before a database is made
-        check_output_path(None if output is None or str(output) == "-" else output, "--output")
-        check_output_path(db, "--db")
+        check_output_path(output, "report")
+        check_output_path(db, "database")
     except InputError as exc:
         err.print(str(exc), markup=False)
-        raise typer.Exit(int(ExitCode.USAGE)) from exc
+        raise typer.Exit(int(ExitCode.DATABASE)) from exc
     files = []
     for path in paths:
         try:
@@ -403,10 +403,10 @@ def report(
       natlens report --db lab.duckdb | less
     """
     try:
-        check_output_path(output, "--output")
+        check_output_path(output, "report")
     except InputError as exc:
         err.print(str(exc), markup=False)
-        raise typer.Exit(int(ExitCode.USAGE)) from exc
+        raise typer.Exit(int(ExitCode.DATABASE)) from exc
     if not db.exists():
         raise _fail(
             InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
@@ -581,9 +581,9 @@ def export_(
       natlens export "select * from flows where service = 'http'" --format csv -o -
     """
     try:
-        check_output_path(Path(output), "--output")
+        check_output_path(Path(output), "export")
     except InputError as exc:
-        raise _fail(exc, ExitCode.USAGE) from exc
+        raise _fail(exc, ExitCode.DATABASE) from exc
     try:
         export(db, what, fmt, output, note=_note)
     except InputError as exc:

@@ -120,13 +120,17 @@ def run_app(app: typer.Typer) -> None:
 
 
 def check_output_path(path: Path | None, what: str) -> None:
-    """Refuse an output path whose folder does not exist or which is a folder, before work."""
+    """Refuse, before any work, an output path that cannot be written: its folder is missing or
+    not writable, or it is a folder. The message is the one a failed write would give."""
     if path is None or str(path) == "-":
         return
-    if path.is_dir():
-        raise InputError(str(path), f"{what} is a directory", hint="name a file")
     folder = path.absolute().parent
-    if not folder.is_dir():
-        raise InputError(str(path), f"{what}: no such directory {folder}")
-    if not os.access(folder, os.W_OK):
-        raise InputError(str(path), f"{what}: directory {folder} is not writable")
+    reason = None
+    if path.is_dir():
+        reason = "Is a directory"
+    elif not folder.is_dir():
+        reason = "No such file or directory"
+    elif not os.access(folder, os.W_OK):
+        reason = "Permission denied"
+    if reason is not None:
+        raise InputError(str(path), f"cannot write {what}: {reason}")

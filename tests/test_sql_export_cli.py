@@ -264,7 +264,8 @@ def test_a_failed_export_leaves_the_previous_file(lab_db: Path, tmp_path: Path) 
     assert out.read_text() == "previous\n"
     assert [p.name for p in tmp_path.iterdir()] == ["conn.log"]
     missing = natlens("export", "flows", "--db", lab_db, "-o", tmp_path / "no" / "x.parquet")
-    assert missing.returncode == ExitCode.USAGE and "no such directory" in missing.stderr
+    assert missing.returncode == ExitCode.DATABASE
+    assert "cannot write export: No such file or directory" in missing.stderr
 
 
 def _zeek_export(db: Path, where: str, out: Path) -> None:
@@ -431,7 +432,8 @@ def test_bad_paths_and_options_before_any_work(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.INPUT and "no such file or directory" in result.stderr
     assert not db.exists()
     result = natlens("analyze", LAB, "--db", db, "-o", tmp_path / "nope" / "report.md")
-    assert result.returncode == ExitCode.USAGE and "no such directory" in result.stderr
+    assert result.returncode == ExitCode.DATABASE  # as when the report cannot be written
+    assert "cannot write report: No such file or directory" in result.stderr
     assert not db.exists()
     result = natlens("analyze", LAB, "--db", db, "--jobs", "0")
     assert result.returncode == ExitCode.USAGE and "Traceback" not in result.stderr
