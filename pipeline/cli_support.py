@@ -22,7 +22,8 @@ import typer
 from typer._click import ClickException, Context, HelpFormatter
 from typer.core import TyperArgument, TyperCommand
 
-from pipeline.errors import ExitCode, InputError
+from pipeline.errors import ExitCode, InputError, QueryError
+from pipeline.signals import interrupted
 
 
 class HelpCommand(TyperCommand):
@@ -134,3 +135,16 @@ def check_output_path(path: Path | None, what: str) -> None:
         reason = "Permission denied"
     if reason is not None:
         raise InputError(str(path), f"cannot write {what}: {reason}")
+
+
+def note(text: str) -> None:
+    """A diagnostic line on stderr."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def fail(exc: InputError | QueryError, code: ExitCode) -> typer.Exit:
+    """Print `exc` (one located message) and return the Exit to raise."""
+    if interrupted():  # DuckDB's `Query interrupted`: the signal is what is reported
+        raise KeyboardInterrupt from exc
+    note(str(exc))
+    return typer.Exit(int(code))
