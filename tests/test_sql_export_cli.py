@@ -397,9 +397,9 @@ def test_version_option() -> None:
 def test_an_unexpected_error_is_one_line_and_a_trace_file(tmp_path: Path) -> None:
     """A bug (here: a view file reader that raises) never shows a traceback to the user."""
     code = (
-        "import sys, pipeline.cli as cli\n"
+        "import sys, pipeline.cli as cli, pipeline.cli_query as q\n"
         "def broken():\n    raise RuntimeError('simulated bug')\n"
-        "cli.view_rows = lambda con: broken()\n"
+        "q.view_rows = lambda con: broken()\n"
         "sys.argv = ['natlens', 'views']\n"
         "cli.main()\n"
     )
