@@ -42,3 +42,29 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def temporary_beside(path: Path) -> tuple[Path, Path]:
+    """(target, temporary): the file a link at `path` points to, and an unused name beside it."""
+    target = Path(os.path.realpath(path))
+    return target, target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+
+
+def replace_with(temporary: Path, target: Path) -> None:
+    """Make a finished `temporary` file `target`: fsynced, permissions of the file it replaces
+    (a new one keeps the usual 0666 less the umask), renamed over it, the rename made durable.
+    On failure `temporary` is removed and `target` is left as it was."""
+    try:
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with suppress(FileNotFoundError):
+            os.chmod(temporary, os.stat(target).st_mode & 0o7777)
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _fsync_folder(target.parent)

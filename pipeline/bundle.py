@@ -6,6 +6,11 @@ the bundle, and files under ``cluster/``, belong to node ``-``. Single files may
 A folder of bundles (what `natlens collect --out DIR` fills, one run after another) is a
 directory whose sub-directories all have UTC timestamp names (``20250101T120000Z``): each is a
 bundle of its own, its id its folder name, its nodes its inner folders.
+
+A directory without sub-directories is one node's directory taken out of its bundle: its files
+belong to that node (its folder name, or ``--node``) of the bundle above it (the parent folder's
+name, or ``--bundle-id``), stored under the same names as when the whole bundle is loaded; a
+``cluster/`` folder given alone belongs to node ``-`` in the same way.
 """
 
 from __future__ import annotations
@@ -120,6 +125,8 @@ def discover_all(
                 _skip_beside_bundles(given, found)
                 for inner in stamped:
                     _walk_bundle(inner, None, found)
+            elif is_node_dir(given, node):
+                _walk_node_dir(given, node, bundle_id, found)
             else:
                 _walk_bundle(given, bundle_id, found)
         elif stat.S_ISREG(mode):
@@ -202,9 +209,47 @@ _SPECIAL_KINDS = (
 )
 
 
-def _walk_bundle(root: Path, bundle_id: str | None, found: Discovered) -> None:
-    """Add the regular files under `root` to `found`, in path order; never follow a link."""
+def is_node_dir(folder: Path, node: str | None) -> bool:
+    """Is the directory `folder` read as one node's directory (with --node, or when flat)?
+
+    Such a directory is part of a bundle: files of its bundle that it lacks are not gone."""
+    return node is not None or _is_flat(folder)
+
+
+def _is_flat(folder: Path) -> bool:
+    """A directory with files and no sub-directory (hidden entries aside): one node's."""
+    try:
+        with os.scandir(folder) as scan:
+            entries = [e for e in scan if not e.name.startswith(".")]
+        return not any(e.is_dir(follow_symlinks=False) for e in entries) and any(
+            e.is_file(follow_symlinks=False) for e in entries
+        )
+    except OSError:
+        return False
+
+
+def _walk_node_dir(root: Path, node: str | None, bundle_id: str | None, found: Discovered) -> None:
+    """One node's directory: every file under it is that node's, named as in its bundle."""
+    resolved = root.resolve()
+    folder = display_name(resolved.name)
+    bundle = bundle_id or display_name(resolved.parent.name) or folder
+    default_node = BUNDLE_LEVEL_NODE if folder == CLUSTER_FOLDER else folder
+    _walk_bundle(root, bundle, found, node=node or default_node, prefix=f"{bundle}/{folder}")
+
+
+def _walk_bundle(
+    root: Path,
+    bundle_id: str | None,
+    found: Discovered,
+    *,
+    node: str | None = None,
+    prefix: str | None = None,
+) -> None:
+    """Add the regular files under `root` to `found`, in path order; never follow a link.
+
+    With `node`, every file is that node's and its stored name starts with `prefix`."""
     name = bundle_id or display_name(root.resolve().name)
+    prefix = prefix or name
     regular: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     seen_dirs: set[tuple[int, int]] = set()
@@ -242,20 +287,20 @@ def _walk_bundle(root: Path, bundle_id: str | None, found: Discovered) -> None:
     stored: dict[str, Path] = {}
     for path in sorted(regular):
         rel = path.relative_to(root)
-        source_file = f"{name}/{display_name(rel.as_posix())}"
+        source_file = f"{prefix}/{display_name(rel.as_posix())}"
         if source_file in stored:  # e.g. a name holding the text '\xff' beside byte 0xFF
             other = display_name(stored[source_file])
             skipped.append((path, f"its escaped name is that of {other} (not loaded twice)"))
             continue
         stored[source_file] = path
         top = rel.parts[0] if len(rel.parts) > 1 else None
-        node = BUNDLE_LEVEL_NODE if top in (None, CLUSTER_FOLDER) else display_name(top)
+        file_node = BUNDLE_LEVEL_NODE if top in (None, CLUSTER_FOLDER) else display_name(top)
         found.files.append(
             InputFile(
                 path=path,
                 display=display_name(path),
                 bundle_id=name,
-                node=node,
+                node=node or file_node,
                 source_file=source_file,
             )
         )

@@ -18,23 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline import __version__
 from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
 from pipeline.atomic import write_text_atomic
-from pipeline.bundle import InputFile, discover_all
+from pipeline.bundle import InputFile, discover_all, is_node_dir
 from pipeline.capture.executors import RayUnavailableError
+from pipeline.cli_query import export_, sql, views
+from pipeline.cli_support import HelpCommand, check_output_path, run_app
 from pipeline.collect.command import collect_command
-from pipeline.db import (
-    QUERY_LAYERS,
-    connect,
-    connect_read_only,
-    materialized_are_current,
-    read_view_files,
-    refresh_materialized,
-)
+from pipeline.db import connect, refresh_materialized
 from pipeline.dblock import LockedError, exclusive
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.findings import FailOn, count_at_or_above
 from pipeline.loader import FileOutcome
-from pipeline.output import render_result, run_query
+from pipeline.reader import open_current
 from pipeline.report import render_report, run_checks
 from pipeline.retention import parse_keep, prune
 from pipeline.signals import Terminated, interrupted, interrupts
@@ -42,11 +37,16 @@ from pipeline.signals import Terminated, interrupted, interrupts
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Explain what the Linux kernel did to connections through a Kubernetes Service.",
+    # why: plain help (Rich markup ate `[ray]`); errors reach the net in cli_support.run_app
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-DbOption = Annotated[Path, typer.Option("--db", help="DuckDB file to load into / read from.")]
+DbOption = Annotated[
+    Path, typer.Option("--db", metavar="FILE", help="DuckDB file to load into / read from.")
+]
 DEFAULT_DB = Path("natlens.duckdb")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)$", re.IGNORECASE)
 
@@ -62,11 +62,29 @@ class Engine(StrEnum):
     pyshark = "pyshark"
 
 
-class OutputFormat(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-    markdown = "markdown"
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"natlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Explain what the Linux kernel did to connections through a Kubernetes Service.
+
+    \b
+    Examples:
+      natlens analyze captures/lab-iptables --db lab.duckdb -o report.md
+      natlens sql --db lab.duckdb "select * from connections limit 5"
+      natlens export flows --db lab.duckdb --format zeek -o conn.log
+    """
 
 
 def _fail(exc: InputError | QueryError, code: ExitCode) -> typer.Exit:
@@ -76,29 +94,49 @@ def _fail(exc: InputError | QueryError, code: ExitCode) -> typer.Exit:
     return typer.Exit(int(code))
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def analyze(
     paths: Annotated[
-        list[Path], typer.Argument(help="Capture bundle directories and/or single files.")
+        list[Path],
+        typer.Argument(
+            metavar="PATH",
+            help="Capture bundles, one node's directory (its name is the node) and/or files.",
+        ),
     ],
     db: DbOption = DEFAULT_DB,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the Markdown report here.")
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="Write the Markdown report here (- = stdout)."
+        ),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 if any record was rejected.")
     ] = False,
     node: Annotated[
-        str | None, typer.Option("--node", help="Node name for single files (default '-').")
+        str | None,
+        typer.Option(
+            "--node",
+            metavar="NAME",
+            help="Node of single files and of a node's directory (default: '-' for files, "
+            "the folder's name for a directory without sub-directories).",
+        ),
     ] = None,
     bundle_id: Annotated[
-        str | None, typer.Option("--bundle-id", help="Bundle name (default: directory name).")
+        str | None,
+        typer.Option(
+            "--bundle-id",
+            metavar="NAME",
+            help="Bundle name (default: the bundle directory's name; for a node's directory, "
+            "the folder above it).",
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
     engine: Annotated[
         Engine,
         typer.Option(
             "--engine",
+            metavar="fast|pyshark",
             help="pcap decoder: fast (vectorised) or pyshark (tshark; slow, cross-check).",
         ),
     ] = Engine.fast,
@@ -106,6 +144,7 @@ def analyze(
         str | None,
         typer.Option(
             "--memory-limit",
+            metavar="SIZE",
             callback=_check_memory_limit,
             help="DuckDB memory limit, e.g. 1GB; work beyond it spills to <db>.tmp "
             "(default: DuckDB's, 80% of RAM).",
@@ -114,13 +153,18 @@ def analyze(
     jobs: Annotated[
         int | None,
         typer.Option(
-            "--jobs", "-j", min=1, help="Captures decoded at once (default: one per core)."
+            "--jobs",
+            "-j",
+            min=1,
+            metavar="N",
+            help="Captures decoded at once (default: one per core).",
         ),
     ] = None,
     ray: Annotated[
         str | None,
         typer.Option(
             "--ray",
+            metavar="ADDRESS",
             help="Decode captures as Ray tasks: a cluster ADDRESS, or `local` to start one "
             "(needs natlens[ray]; the data directory must be on a path every worker sees).",
         ),
@@ -129,6 +173,7 @@ def analyze(
         Path | None,
         typer.Option(
             "--data-dir",
+            metavar="DIR",
             help="Where the captures' Parquet files go (default: <db>.d, or the one the "
             "database was last used with).",
         ),
@@ -151,7 +196,14 @@ def analyze(
         ),
     ] = None,
 ) -> None:
-    """Load capture bundles/files into the DuckDB file and optionally write the report."""
+    """Load capture bundles/files into the DuckDB file and optionally write the report.
+
+    \b
+    Examples:
+      natlens analyze captures/lab-iptables --db lab.duckdb -o report.md
+      natlens analyze captures/lab-iptables/myk8s-worker --db lab.duckdb
+      natlens analyze eth0.pcap conntrack.txt --node worker-1 --db one.duckdb -q
+    """
     with interrupts() as caught:
         try:
             with _held(db, wait):
@@ -218,6 +270,12 @@ def _analyze(
     fail_on: FailOn | None = None,
 ) -> None:
     exit_code = ExitCode.OK
+    try:  # why: a bad option is reported before any work, and before a database is made
+        check_output_path(output, "report")
+        check_output_path(db, "database")
+    except InputError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(int(ExitCode.DATABASE)) from exc
     files = []
     for path in paths:
         try:
@@ -226,16 +284,27 @@ def _analyze(
             err.print(str(exc), markup=False)
             exit_code = ExitCode.INPUT
             continue
-        files.extend(found.files)
         if not quiet:
             for skipped in found.skipped:
                 err.print(f"{skipped.display}: skipped: {skipped.reason}", markup=False)
+        if not found.files and path.is_dir():
+            err.print(
+                f"{path}: error: no capture files found hint: pass a bundle directory, "
+                "a node's directory or files",
+                markup=False,
+            )
+            exit_code = ExitCode.INPUT
+        files.extend(found.files)
+    if not files:  # nothing to load: no database is made or touched
+        raise typer.Exit(int(exit_code or ExitCode.INPUT))
     try:
         con = connect(db, memory_limit=memory_limit, data_dir=data_dir)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     try:
-        outcomes = _load_with_progress(con, paths, files, options, bundle_id, quiet)
+        # why: a node's directory is part of a bundle; the rest of that bundle is not gone
+        bundles = [p for p in paths if not (p.is_dir() and is_node_dir(p, node))]
+        outcomes = _load_with_progress(con, bundles, files, options, bundle_id, quiet)
     except RayUnavailableError as exc:
         con.close()
         err.print(f"error: {exc}", markup=False)
@@ -267,7 +336,7 @@ def _analyze(
         if not _write_report(output, render_report(con)):
             con.close()
             raise typer.Exit(int(ExitCode.DATABASE))
-        if not quiet:
+        if not quiet and str(output) != "-":
             err.print(f"report written to {output}", markup=False)
     failing_checks = run_checks(con)
     for name, count in failing_checks.items():
@@ -357,14 +426,26 @@ def _print_totals(outcomes: list[FileOutcome]) -> None:
     )
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 def report(
     db: DbOption = DEFAULT_DB,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Output file (default: stdout).")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Output file (default and -: stdout)."),
     ] = None,
 ) -> None:
-    """Write the Markdown report for everything loaded in the DuckDB file."""
+    """Write the Markdown report for everything loaded in the DuckDB file.
+
+    \b
+    Examples:
+      natlens report --db lab.duckdb -o report.md
+      natlens report --db lab.duckdb | less
+    """
+    try:
+        check_output_path(output, "report")
+    except InputError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(int(ExitCode.DATABASE)) from exc
     if not db.exists():
         raise _fail(
             InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
@@ -376,39 +457,25 @@ def report(
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     con.close()
-    if output is None:
+    if output is None or str(output) == "-":
         typer.echo(text, nl=False)
     elif not _write_report(output, text):
         raise typer.Exit(int(ExitCode.DATABASE))
 
 
 def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
-    """Open the database with its derived tables current: a run killed or failed before it
-    rebuilt them left them stale, and they are rebuilt here rather than read stale.
-
-    A database that is current is opened read-only, so readers never wait for each other."""
-    reader = connect_read_only(db)
-    if reader is not None:
-        return reader
-    con = connect(db)
-    try:
-        if not materialized_are_current(con):
-            # why: a run stopped after its loads may not have explained them either
-            recompute(con)
-        rebuilt = refresh_materialized(con)
-    except duckdb.Error as exc:
-        con.close()
-        raise QueryError(str(db), str(exc).splitlines()[0]) from exc
-    except QueryError:
-        con.close()
-        raise
+    """Open the database with its derived tables current (see reader.open_current)."""
+    con, rebuilt = open_current(db)
     if rebuilt:
         err.print(f"{db}: note: rebuilt {', '.join(rebuilt)} (they were out of date)", markup=False)
     return con
 
 
 def _write_report(output: Path, text: str) -> bool:
-    """Write the report whole or not at all; on failure print one located line."""
+    """Write the report whole or not at all; on failure print one located line. `-`: stdout."""
+    if str(output) == "-":
+        typer.echo(text, nl=False)
+        return True
     try:
         write_text_atomic(output, text)
     except OSError as exc:  # e.g. a full disk: the previous report is left as it was
@@ -417,29 +484,12 @@ def _write_report(output: Path, text: str) -> bool:
     return True
 
 
-@app.command()
-def sql(
-    query: Annotated[str, typer.Argument(help="SQL to run (views: `natlens views`).")],
-    db: DbOption = DEFAULT_DB,
-    fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.table,
-) -> None:
-    """Run ad-hoc SQL against the DuckDB file and print the result to stdout."""
-    if not db.exists():
-        raise _fail(
-            InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
-            ExitCode.INPUT,
-        )
-    try:
-        con = _open_current(db)
-        result = run_query(con, query)
-    except QueryError as exc:
-        raise _fail(exc, ExitCode.DATABASE) from exc
-    typer.echo(render_result(result, fmt.value), nl=False)
+app.command(cls=HelpCommand)(sql)
+app.command(cls=HelpCommand)(views)
+app.command("export", cls=HelpCommand)(export_)
 
 
-@app.command(name="prune")
+@app.command(name="prune", cls=HelpCommand)
 def prune_command(
     keep: Annotated[
         str, typer.Option("--keep", help="Bundles to keep: a count (7) or an age (7d, 12h, 2w).")
@@ -479,25 +529,14 @@ def prune_command(
     )
 
 
-@app.command()
-def views() -> None:
-    """List every view with the one-line question it answers (from the SQL file headers).
-
-    Columns: name, layer, `view` or `table` (materialised by analyze), question.
-    """
-    for view in sorted(read_view_files(), key=lambda v: (QUERY_LAYERS.index(v.layer), v.name)):
-        kind = "table" if view.materialized else "view"
-        typer.echo(f"{view.name}\t{view.layer}\t{kind}\t{view.question}")
-
-
-@app.command()
+@app.command(cls=HelpCommand)
 def version() -> None:
-    """Print the natlens version."""
+    """Print the natlens version (also: natlens --version)."""
     typer.echo(__version__)
 
 
-app.command(name="collect")(collect_command)
+app.command(name="collect", cls=HelpCommand)(collect_command)
 
 
 def main() -> None:
-    app()
+    run_app(app)

@@ -270,6 +270,25 @@ def catalog_fingerprint(views: list[ViewFile]) -> str:
     return digest.hexdigest()
 
 
+def catalog_is_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Does this database hold every table and view of this natlens version, as connect builds
+    them? (Asked of a read-only connection, which cannot rebuild them.)"""
+    views = read_view_files()
+    return _catalog_is_current(con, views, catalog_fingerprint(views))
+
+
+def is_natlens_catalog(con: duckdb.DuckDBPyConnection) -> bool:
+    """Does the open database hold one of the tables only natlens creates?"""
+    names = {
+        t
+        for (t,) in con.execute(
+            "select table_name from duckdb_tables() "
+            "where database_name = current_database() and schema_name = 'main'"
+        ).fetchall()
+    }
+    return bool(names & set(NATLENS_MARKER_TABLES))
+
+
 def _catalog_is_current(
     con: duckdb.DuckDBPyConnection, views: list[ViewFile], fingerprint: str
 ) -> bool:

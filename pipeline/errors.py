@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     CHECKS = 5  # a data check (queries/checks) returned offending rows under --strict
     LOCKED = 6  # another analyze holds the database (and --wait, if given, ran out)
     FINDINGS = 7  # --fail-on LEVEL and the findings view holds a finding of that severity or worse
+    INTERNAL = 70  # a bug: one line on stderr, the full trace in a file (sysexits EX_SOFTWARE)
 
 
 class InputError(Exception):

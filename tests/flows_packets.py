@@ -18,7 +18,14 @@ import dpkt
 import duckdb
 import polars as pl
 
-from pipeline.schemas import RAW_K8S_NODES, RAW_K8S_PODS, RAW_K8S_SERVICE_PORTS, RAW_PACKETS
+from pipeline.schemas import (
+    RAW_APP_MESSAGES,
+    RAW_HOST_ADDRS,
+    RAW_K8S_NODES,
+    RAW_K8S_PODS,
+    RAW_K8S_SERVICE_PORTS,
+    RAW_PACKETS,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 QUERIES = REPO / "queries"
@@ -35,6 +42,10 @@ FLOW_VIEW_FILES = (
     "20_intermediate/int_packets__annotated.sql",
     "20_intermediate/int_flows__summarized.sql",
     "10_staging/stg_pcap__flows.sql",
+    "10_staging/stg_pcap__app_messages.sql",
+    "10_staging/stg_host__addrs.sql",
+    "20_intermediate/int_flows__services.sql",
+    "20_intermediate/int_flows__tunnel_parents.sql",
     "30_answers/flows.sql",
 )
 PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
@@ -144,8 +155,16 @@ def flows_db(frames: dict[str, pl.DataFrame], bundle_id: str = "zeek") -> duckdb
     """An in-memory DuckDB with raw_packets (one frame per source file) and the flow views."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
-    # flows names addresses from kubectl JSON: its (empty) raw tables must exist
-    for schema in (RAW_PACKETS, RAW_K8S_PODS, RAW_K8S_NODES, RAW_K8S_SERVICE_PORTS):
+    # flows names addresses from kubectl JSON, services from app messages and local ends from
+    # `ip addr`: their (empty) raw tables must exist
+    for schema in (
+        RAW_PACKETS,
+        RAW_K8S_PODS,
+        RAW_K8S_NODES,
+        RAW_K8S_SERVICE_PORTS,
+        RAW_APP_MESSAGES,
+        RAW_HOST_ADDRS,
+    ):
         con.register("_empty", schema.empty().to_arrow())
         con.execute(f"create table {schema.name} as select * from _empty limit 0")
         con.unregister("_empty")

@@ -84,7 +84,7 @@ def test_unrecognised_and_binary_files_are_listed_as_skipped(tmp_path: Path) -> 
             "--db",
             str(db),
             "--format",
-            "json",
+            "jsonl",
             "select source_file, status, reason from ingest_files order by source_file",
         ],
     )
@@ -101,12 +101,11 @@ def test_sql_formats(tmp_path: Path) -> None:
     db = tmp_path / "n.duckdb"
     runner.invoke(app, ["analyze", str(SEED), "--db", str(db)])
     query = "select 1 as a, 'x|y' as b"
-    assert runner.invoke(app, ["sql", "--db", str(db), "-f", "csv", query]).stdout == "a,b\n1,x|y\n"
-    assert json.loads(runner.invoke(app, ["sql", "--db", str(db), "-f", "json", query]).stdout) == {
-        "a": 1,
-        "b": "x|y",
-    }
-    md = runner.invoke(app, ["sql", "--db", str(db), "-f", "markdown", query]).stdout
+    csv = runner.invoke(app, ["sql", "--db", str(db), "--format", "csv", query]).stdout
+    assert csv == "a,b\n1,x|y\n"
+    out = runner.invoke(app, ["sql", "--db", str(db), "--format", "json", query]).stdout
+    assert json.loads(out) == [{"a": 1, "b": "x|y"}]
+    md = runner.invoke(app, ["sql", "--db", str(db), "--format", "markdown", query]).stdout
     assert md.splitlines()[2] == "| 1 | x\\|y |"
     table = runner.invoke(app, ["sql", "--db", str(db), query]).stdout
     assert table.splitlines()[0].split() == ["a", "b"]
@@ -129,7 +128,7 @@ def test_report_and_sql_need_an_existing_database(tmp_path: Path) -> None:
 
 
 def test_views_lists_every_answer_view_with_its_question() -> None:
-    result = runner.invoke(app, ["views"])
+    result = runner.invoke(app, ["views", "--format", "tsv", "--no-header"])
     assert result.exit_code == 0
     rows = [line.split("\t") for line in result.stdout.splitlines()]
     listed = {row[0]: row[3] for row in rows}
