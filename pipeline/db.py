@@ -125,37 +125,6 @@ def connect(
     return con
 
 
-def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection | None:
-    """Open a database that analyze left complete, read-only; None when it needs writes first.
-
-    Read-only connections of several processes share the file (a report while a query runs).
-    None (use `connect`) when the file is not there, another process writes it, or its views
-    or materialised tables are not the ones this natlens would build.
-    """
-    target = Path(path)
-    if str(path).startswith(":memory:") or not target.is_file():
-        return None
-    _check_is_natlens_or_new(target)
-    try:
-        con = duckdb.connect(str(path), read_only=True, config=NO_NETWORK_CONFIG)
-    except duckdb.Error:
-        return None
-    try:
-        _check_natlens_catalog(con, str(path))
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET asof_loop_join_threshold = 0")  # why: see connect
-        con.execute("SET enable_progress_bar = false")
-        views = read_view_files()
-        if _catalog_is_current(con, views, catalog_fingerprint(views)) and (
-            materialized_are_current(con)
-        ):
-            return con
-    except duckdb.Error:
-        pass
-    con.close()
-    return None
-
-
 def _set_data_dir(con: duckdb.DuckDBPyConnection, db: Path, given: str | Path | None) -> None:
     con.execute(
         f"create table if not exists {SETTINGS_TABLE} (key varchar primary key, value varchar)"
