@@ -23,7 +23,7 @@ from pipeline.capture.executors import RayUnavailableError
 from pipeline.cli_query import export_, sql, views
 from pipeline.cli_support import HelpCommand, check_output_path, run_app
 from pipeline.collect.command import collect_command
-from pipeline.db import connect, refresh_materialized
+from pipeline.db import DEFAULT_MEMORY_LIMIT, connect, refresh_materialized
 from pipeline.dblock import LockedError, exclusive
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
@@ -147,7 +147,8 @@ def analyze(
             metavar="SIZE",
             callback=_check_memory_limit,
             help="DuckDB memory limit, e.g. 1GB; work beyond it spills to <db>.tmp "
-            "(default: DuckDB's, 80% of RAM).",
+            f"(default: {DEFAULT_MEMORY_LIMIT}, so a whole analyze stays near 1 GiB; more is "
+            "faster on big bundles).",
         ),
     ] = None,
     jobs: Annotated[
@@ -298,7 +299,7 @@ def _analyze(
     if not files:  # nothing to load: no database is made or touched
         raise typer.Exit(int(exit_code or ExitCode.INPUT))
     try:
-        con = connect(db, memory_limit=memory_limit, data_dir=data_dir)
+        con = connect(db, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT, data_dir=data_dir)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     try:

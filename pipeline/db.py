@@ -45,6 +45,9 @@ NO_NETWORK_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 """natlens never fetches DuckDB extensions (the ones it uses are built into the duckdb wheel)."""
 _ONLY_OURS = "natlens opens only DuckDB files it created, or a new or empty path"
 MEMORY_LIMIT_VARIABLE = "natlens_memory_limit"
+DEFAULT_MEMORY_LIMIT = "512MB"
+"""analyze's DuckDB memory limit when none is given: with the Python side bounded too (blocks
+of text, batches of translations, chunks of packets), a whole run stays near 1 GiB."""
 """DuckDB variable holding --memory-limit as given (unset: DuckDB's default is in force)."""
 
 

@@ -112,7 +112,7 @@ def test_sql_and_report_work_while_another_reader_holds_the_database(
     with duckdb.connect(str(db), read_only=True) as reader:
         expected = reader.execute("select count(*) from connections").fetchone()
         query = natlens(
-            "sql", "select count(*) as n from connections", "--db", str(db), "-f", "csv"
+            "sql", "select count(*) as n from connections", "--db", str(db), "--format", "csv"
         )
         report = natlens("report", "--db", str(db))
         q_out, q_err = query.communicate(timeout=300)
