@@ -111,7 +111,12 @@ def analyze(
         ),
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Exit 1 if any record was rejected.")
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit 1 if the database holds a rejected record, 5 if a data check fails "
+            "(judged after the run, so every run over the same data fails again).",
+        ),
     ] = False,
     node: Annotated[
         str | None,
@@ -205,22 +210,30 @@ def analyze(
       natlens analyze captures/lab-iptables/myk8s-worker --db lab.duckdb
       natlens analyze eth0.pcap conntrack.txt --node worker-1 --db one.duckdb -q
     """
+    with _signals_stop("the files recorded before it are kept; run the same command again to "
+                       "finish"), _held(db, wait):  # fmt: skip
+        _analyze(
+            paths,
+            db,
+            output,
+            strict,
+            node,
+            bundle_id,
+            quiet,
+            LoadOptions(engine.value, jobs, ray),
+            memory_limit,
+            data_dir,
+            fail_on,
+        )
+
+
+@contextmanager
+def _signals_stop(outcome: str) -> Iterator[None]:
+    """SIGINT/SIGTERM end the command: the transaction in progress rolls back, one line says
+    `interrupted (SIGINT): <outcome>`, exit 130 (143 for SIGTERM); never a traceback."""
     with interrupts() as caught:
         try:
-            with _held(db, wait):
-                _analyze(
-                    paths,
-                    db,
-                    output,
-                    strict,
-                    node,
-                    bundle_id,
-                    quiet,
-                    LoadOptions(engine.value, jobs, ray),
-                    memory_limit,
-                    data_dir,
-                    fail_on,
-                )
+            yield
         except typer.Exit:
             raise
         except Exception as exc:
@@ -228,9 +241,9 @@ def analyze(
             # interrupted`, raised from wherever the query was); it is still the signal
             if not (isinstance(exc, Terminated | duckdb.InterruptException) or interrupted()):
                 raise
-            raise _interrupted_exit(caught.signum) from exc
+            raise _interrupted_exit(caught.signum, outcome) from exc
         except KeyboardInterrupt as exc:
-            raise _interrupted_exit(caught.signum) from exc
+            raise _interrupted_exit(caught.signum, outcome) from exc
 
 
 @contextmanager
@@ -247,13 +260,9 @@ def _held(db: Path, wait: float) -> Iterator[None]:
         raise typer.Exit(int(ExitCode.LOCKED)) from exc
 
 
-def _interrupted_exit(signum: int | None) -> typer.Exit:
+def _interrupted_exit(signum: int | None, outcome: str) -> typer.Exit:
     code = 143 if signum == signal.SIGTERM else 130
-    err.print(
-        f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}): the files recorded before it "
-        "are kept; run the same command again to finish",
-        markup=False,
-    )
+    err.print(f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}): {outcome}", markup=False)
     return typer.Exit(code)
 
 
@@ -322,7 +331,6 @@ def _analyze(
         _print_outcome(outcome, quiet)
         if outcome.status == "failed":
             exit_code = ExitCode.INPUT
-    rejected = sum(o.records_rejected for o in outcomes)
     if not quiet:
         _print_totals(outcomes)
     try:
@@ -339,6 +347,11 @@ def _analyze(
             raise typer.Exit(int(ExitCode.DATABASE))
         if not quiet and str(output) != "-":
             err.print(f"report written to {output}", markup=False)
+    # why: --strict judges the database after the run, not this run's counts: a cron job's
+    # second run over the same files (all unchanged) fails as the first did
+    [(rejected,)] = con.execute(
+        "select coalesce(sum(records_rejected), 0) from raw_ingest_files where status = 'loaded'"
+    ).fetchall()
     failing_checks = run_checks(con)
     for name, count in failing_checks.items():
         err.print(f"check {name}: {count} offending rows", markup=False)
@@ -452,12 +465,13 @@ def report(
             InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
             ExitCode.INPUT,
         )
-    try:
-        con = _open_current(db)
-        text = render_report(con)
-    except QueryError as exc:
-        raise _fail(exc, ExitCode.DATABASE) from exc
-    con.close()
+    with _signals_stop("no report was written and the database is as it was"):
+        try:
+            con = _open_current(db)
+            text = render_report(con)
+        except QueryError as exc:
+            raise _fail(exc, ExitCode.DATABASE) from exc
+        con.close()
     if output is None or str(output) == "-":
         typer.echo(text, nl=False)
     elif not _write_report(output, text):

@@ -155,6 +155,11 @@ def test_strict_exits_1_when_records_were_rejected(tmp_path: Path) -> None:
     )
     assert result.exit_code == ExitCode.RECORD_ERRORS
     assert "ipvsadm-Ln.txt:16: error:" in result.stderr
+    again = runner.invoke(  # every file unchanged: the database still holds the rejections
+        app, ["analyze", str(SEED), "--db", str(tmp_path / "n.duckdb"), "--strict"]
+    )
+    assert "unchanged" in again.stderr
+    assert again.exit_code == ExitCode.RECORD_ERRORS
 
 
 def test_memory_limit_is_applied_and_a_bad_one_is_a_usage_error(tmp_path: Path) -> None:

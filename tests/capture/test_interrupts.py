@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from benchmarks import pcap_gen
@@ -133,3 +134,36 @@ def test_report_after_a_kill_in_the_cross_capture_step_is_not_stale(
     assert "note: rebuilt" in ours.stderr
     assert natlens("report", "--db", str(fresh)).stdout == ours.stdout
     assert_same(db, fresh)
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_report_interrupted_while_it_rebuilds_writes_nothing_and_changes_nothing(
+    fresh: Path, tmp_path: Path, signum: int, code: int
+) -> None:
+    """`natlens report` on a database whose derived tables are out of date rebuilds them
+    (seconds here) before it renders; a signal then: one line, 130/143, no report file, and
+    the next report is a fresh database's."""
+    db = tmp_path / "n.duckdb"
+    shutil.copy(fresh, db)  # its data directory stays the fresh database's (read only here)
+    con = duckdb.connect(str(db))
+    con.execute("update natlens_materialized set data_fingerprint = 'out of date'")
+    con.close()
+    report = tmp_path / "report.md"
+    process = start("report", "--db", str(db), "-o", str(report))
+    wal = db.with_name(db.name + ".wal")
+    deadline = time.monotonic() + 120
+    while not wal.exists():  # the rebuild has started writing
+        if process.poll() is not None:
+            pytest.skip("the report was done before its rebuild could be seen")
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip("the report was done before the signal")
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("interrupted (")
+    assert not report.exists()
+    again = natlens("report", "--db", str(db))
+    assert again.stdout == natlens("report", "--db", str(fresh)).stdout
