@@ -69,6 +69,10 @@ def load_all(
     outcomes = prune_missing(con, bundle_ids, files)
     workers = options.jobs or default_jobs()
     threads = max(1, default_jobs() // max(workers, 1))
+    if options.jobs is not None:
+        # why: --jobs N is the number of cores the run uses (like make -j): N captures at once,
+        # and DuckDB's threads here (the cross-capture step) capped at N too
+        con.execute(f"SET threads = {max(options.jobs, 1)}")
     limit = memory_limit_given(con)
     planned: list[PlannedFile] = []
     for f in files:
@@ -102,8 +106,10 @@ def _load_captures(
     jobs: list[CaptureJob] = [p.job for p in captures.values() if p.job is not None]
     if not jobs:
         return []
-    # why: the cores are shared by the captures that run at once; one capture alone gets all
-    threads = max(1, default_jobs() // min(max(workers, 1), len(jobs)))
+    # why: the cores (--jobs, default all) are shared by the captures that run at once; one
+    # capture alone gets all of them
+    cores = options.jobs or default_jobs()
+    threads = max(1, cores // min(max(workers, 1), len(jobs)))
     jobs = [dataclasses.replace(job, threads=threads) for job in jobs]
     runner: PoolRunner | RayRunner | None = None
     if options.ray is not None:

@@ -163,7 +163,7 @@ def analyze(
             "-j",
             min=1,
             metavar="N",
-            help="Captures decoded at once (default: one per core).",
+            help="Cores the run uses: captures decoded at once, and DuckDB threads (default: all).",
         ),
     ] = None,
     ray: Annotated[
