@@ -137,7 +137,7 @@ def recompute(con: duckdb.DuckDBPyConnection) -> None:
                 explanation = explain(t, nodes.get((t.bundle_id, t.node)), facts)
                 decisions.append(_decision(row, explanation))
                 if row["nat_kind"] in ("dnat", "dnat+snat"):
-                    tally.add(row, explanation.dnat_shares)
+                    tally.add(row, explanation.dnat_shares, explanation.share_basis)
             _insert(con, DERIVED_SNAT_DECISIONS, decisions)
         expected = expected_rows(con, tally)
         tests = fit_tests(con, expected)
