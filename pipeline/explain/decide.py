@@ -159,6 +159,11 @@ def explain(t: Translation, inputs: NodeInputs | None, facts: ClusterFacts) -> E
     post = walker.walk("POSTROUTING", second)
     final = max(post, key=lambda p: p.probability or 0.0)
     out.trail += [s.render() for s in final.steps]
+    if inputs.nft is not None and final.verdict == "MASQUERADE" and out.mark_set_by is None:
+        # why: kube-proxy's later nftables masquerading chain masquerades hairpin connections
+        # by a set lookup (`@hairpin-connections`), with no mark: that rule is what chose it
+        assert final.nat_rule is not None
+        out.mark_set_by = f"{final.nat_rule.ref} `{final.nat_rule.shown}`"
     out.unknowns += [u for u in final.unknowns if u not in out.unknowns]
     _decide(t, out, final, route.dev, nexthop, inputs)
     return out
@@ -204,11 +209,12 @@ def _decide(
         out.decision = "masquerade"
         out.is_random_fully = rule.has_target_flag("--random-fully")
         out.predicted_snat_ip = str(choice.address) if choice.address else None
-        marked = (
-            f"{out.mark_set_by} marked it ({out.mark:#x})"
-            if out.mark_set_by
-            else "no rule set a mark"
-        )
+        if inputs.nft is not None and out.mark_set_by and not out.mark:
+            marked = f"no rule set a mark, but {out.mark_set_by} matched the connection itself"
+        elif out.mark_set_by:
+            marked = f"{out.mark_set_by} marked it ({out.mark:#x})"
+        else:
+            marked = "no rule set a mark"
         out.reason = (
             f"{marked}; after DNAT to {t.backend_ip}:{t.backend_port} the route "
             f"`{out.route}` leaves through {dev}, and {rule.ref} MASQUERADE took "

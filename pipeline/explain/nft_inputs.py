@@ -107,7 +107,7 @@ def _load_one(
         params,
     ):
         ruleset.chains.setdefault((row["family"], row["table_name"], row["chain"]), []).append(
-            _rule(row, source_file)
+            make_rule(row, source_file)
         )
     for row in fetch_dicts(
         con,
@@ -121,7 +121,8 @@ def _load_one(
     return ruleset
 
 
-def _rule(row: dict[str, Any], source_file: str) -> NftRule:
+def make_rule(row: dict[str, Any], source_file: str) -> NftRule:
+    """One rule row (family, table_name, chain, position, handle, rule, source_line), read."""
     handle = row["handle"]
     number = int(handle) if handle is not None else int(row["position"] or 0)
     where = f"handle {handle}" if handle is not None else f"#{number}"
