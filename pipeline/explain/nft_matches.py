@@ -138,6 +138,9 @@ def parse_rule(text: str) -> list[Term]:
                 raise ParseError(f"{sel} without a value")
             terms.append(Term("match", tuple(keys), negated, values()))
             continue
+        if tok == "xt" and peek(1) == "match" and peek(2) == '"comment"':
+            i += 3  # why: iptables-nft's `-m comment` (nft -j shows it as xt) matches everything
+            continue
         if tok == "fib" and peek(1) == "daddr" and peek(2) == "type":
             i += 3
             negated = peek() == "!="

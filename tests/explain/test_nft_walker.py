@@ -230,3 +230,10 @@ def test_rule_terms_of_kube_proxy_shapes() -> None:
     ]
     terms = parse_rule("counter packets 3 bytes 180 masquerade fully-random")
     assert [(t.kind, t.arg) for t in terms] == [("masquerade", "fully-random")]
+
+
+def test_iptables_nft_comment_is_a_no_op_other_xt_matches_are_not_followed() -> None:
+    terms = parse_rule('ip daddr 10.10.0.0/16 xt match "comment" counter packets 3 bytes 9 return')
+    assert [t.kind for t in terms] == ["match", "verdict"]
+    with pytest.raises(ParseError):
+        parse_rule('xt match "comment" xt match "addrtype" counter jump KIND-MASQ-AGENT')
