@@ -144,3 +144,26 @@ def make_rule(row: dict[str, Any], source_file: str) -> NftRule:
         return NftRule(rule, tuple(parse_rule(text)))
     except (ParseError, ValueError, IndexError) as exc:
         return NftRule(rule, None, str(exc) or type(exc).__name__)
+
+
+def cluster_cidrs(ruleset: NftRuleset) -> list[tuple[str, str]]:
+    """(CIDR, rule ref) of kube-proxy's `ip saddr != <clusterCIDR> ... mark-for-masquerade` rules.
+
+    why: kube-proxy marks service traffic from outside the cluster CIDR for masquerade, so the
+    negated source prefix of its marking rules is the cluster (pod) CIDR.
+    """
+    out: list[tuple[str, str]] = []
+    for (_, table, _), rules in sorted(ruleset.chains.items()):
+        if table != KUBE_PROXY_TABLE:
+            continue
+        for nft_rule in rules:
+            terms = nft_rule.terms or ()
+            marks = any(
+                (t.kind == "verdict" and t.arg.endswith(" mark-for-masquerade"))
+                or (t.kind == "mark_set" and t.arg == "|")
+                for t in terms
+            )
+            for t in terms:
+                if marks and t.kind == "match" and t.keys == ("ip saddr",) and t.negated:
+                    out += [(v, nft_rule.rule.ref) for v in t.values if "/" in v]
+    return out

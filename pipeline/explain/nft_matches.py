@@ -141,12 +141,13 @@ def parse_rule(text: str) -> list[Term]:
         if tok == "xt" and peek(1) == "match" and peek(2) == '"comment"':
             i += 3  # why: iptables-nft's `-m comment` (nft -j shows it as xt) matches everything
             continue
-        if tok == "fib" and peek(1) == "daddr" and peek(2) == "type":
+        if tok == "fib" and peek(1) in ("saddr", "daddr") and peek(2) == "type":
+            which = peek(1)
             i += 3
             negated = peek() == "!="
             if peek() in ("!=", "=="):
                 i += 1
-            terms.append(Term("fib", negated=negated, values=values()))
+            terms.append(Term("fib", negated=negated, values=values(), arg=which))
             continue
         if tok == "ct" and peek(1) in ("state", "status"):
             kind = f"ct_{peek(1)}"
@@ -307,5 +308,6 @@ def fib_type_matches(term: Term, packet: Packet, netstate: NodeNetState) -> bool
         return None
     if not netstate.has_addresses:
         return None
-    is_local = netstate.is_local(packet.dst) or packet.dst in netstate.extra_local
+    address = packet.src if term.arg == "saddr" else packet.dst
+    is_local = netstate.is_local(address)
     return is_local != term.negated

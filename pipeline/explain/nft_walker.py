@@ -232,6 +232,10 @@ class NftWalker:
                 if any("ifname" in k for k in term.keys):
                     return None
                 return False
+            if len(term.values) == 1 and term.values[0].startswith("@affinity-"):
+                # why: session affinity sets hold live, timed-out-as-they-go client entries;
+                # the dump's elements are a snapshot, not what the first packet met
+                return None
             if len(term.values) == 1 and term.values[0].startswith("@"):
                 elements = self.ruleset.sets.get((key[0], key[1], term.values[0][1:]))
                 if elements is None:

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.explain.matches import Packet
 from pipeline.explain.netstate import Address, NodeNetState
-from pipeline.explain.nft_inputs import BaseChain, NftRuleset, make_rule
+from pipeline.explain.nft_inputs import BaseChain, NftRuleset, cluster_cidrs, make_rule
 from pipeline.explain.nft_matches import ParseError, parse_rule
 from pipeline.explain.nft_walker import NftWalker
 
@@ -237,3 +237,31 @@ def test_iptables_nft_comment_is_a_no_op_other_xt_matches_are_not_followed() -> 
     assert [t.kind for t in terms] == ["match", "verdict"]
     with pytest.raises(ParseError):
         parse_rule('xt match "comment" xt match "addrtype" counter jump KIND-MASQ-AGENT')
+
+
+def test_local_traffic_policy_and_affinity_shapes() -> None:
+    # external-: `fib saddr type local jump mark-for-masquerade` (node-local clients only);
+    # session affinity lookups are live state: named, not evaluated
+    chains = {
+        "nat-prerouting": ["jump external-X"],
+        "nat-postrouting": [],
+        "mark-for-masquerade": ["meta mark set meta mark | 0x00004000"],
+        "external-X": [
+            "fib saddr type local jump mark-for-masquerade",
+            "ip saddr @affinity-X goto endpoint-A",
+            "goto endpoint-A",
+        ],
+        "endpoint-A": ["meta l4proto tcp dnat to 10.244.1.2:8080"],
+    }
+    sets: dict[str, list[tuple[str, str | None]]] = {"affinity-X": [("172.18.0.5", None)]}
+    walker = NftWalker(ruleset(chains, sets), netstate())
+    local = walker.walk("PREROUTING", packet("10.96.0.10", 80, src="172.18.0.5"))
+    remote = walker.walk("PREROUTING", packet("10.96.0.10", 80, src="172.18.0.6"))
+    assert [(p.dnat_to, p.mark) for p in local] == [("10.244.1.2:8080", 0x4000)]
+    assert [(p.dnat_to, p.mark) for p in remote] == [("10.244.1.2:8080", 0)]
+    assert any("external-X/#2" in u for u in remote[0].unknowns)
+
+
+def test_cluster_cidr_from_the_marking_rules() -> None:
+    rs = ruleset(vmap_chains("0 : goto endpoint-A-ns/web/tcp/http__10.244.1.2/8080"), {})
+    assert cluster_cidrs(rs) == [("10.244.0.0/16", "ip kube-proxy/service-X-ns/web/tcp/http/#1")]
