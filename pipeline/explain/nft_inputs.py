@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 
 from pipeline.db import fetch_dicts
-from pipeline.explain.nft_matches import ParseError, Term, parse_rule
+from pipeline.explain.nft_matches import ParseError, Term, element_matches, parse_rule
 from pipeline.explain.ruleset import Rule
 
 ChainKey = tuple[str, str, str]  # family, table, chain
@@ -44,6 +44,37 @@ class NftRuleset:
     chains: dict[ChainKey, list[NftRule]] = field(default_factory=dict)
     base: list[BaseChain] = field(default_factory=list)
     sets: dict[ChainKey, list[tuple[str, str | None]]] = field(default_factory=dict)
+
+    _index: dict[ChainKey, tuple[dict[str, str | None], list[tuple[str, str | None]]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def lookup(self, set_key: ChainKey, values: list[str]) -> tuple[bool, str | None] | None:
+        """(found, data) for a packet's key in a set or map; None when the set is not known.
+
+        Exact elements are found by a dict, only prefixes/ranges/wildcards are scanned: a
+        cluster's `service-ips` map of thousands of Services costs one probe per connection.
+        """
+        if set_key not in self.sets:
+            return None
+        if set_key not in self._index:
+            exact: dict[str, str | None] = {}
+            scanned: list[tuple[str, str | None]] = []
+            for element, data in self.sets[set_key]:
+                parts = [p.strip() for p in element.split(" . ")]
+                if any("/" in p or "-" in p or p.endswith("*") for p in parts):
+                    scanned.append((element, data))
+                else:
+                    exact.setdefault(" . ".join(p.strip('"') for p in parts), data)
+            self._index[set_key] = (exact, scanned)
+        exact, scanned = self._index[set_key]
+        probe = " . ".join(values)
+        if probe in exact:
+            return True, exact[probe]
+        for element, data in scanned:
+            if element_matches(element, values):
+                return True, data
+        return False, None
 
     def base_chains(self, chain_type: str, hook: str, families: tuple[str, ...]) -> list[BaseChain]:
         found = [
@@ -109,6 +140,10 @@ def _load_one(
         ruleset.chains.setdefault((row["family"], row["table_name"], row["chain"]), []).append(
             make_rule(row, source_file)
         )
+    for row in fetch_dicts(
+        con, f"select family, table_name, name from stg_nft__sets {where} order by all", params
+    ):
+        ruleset.sets.setdefault((row["family"], row["table_name"], row["name"]), [])
     for row in fetch_dicts(
         con,
         "select family, table_name, set_name, key, value "

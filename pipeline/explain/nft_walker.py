@@ -220,10 +220,8 @@ class NftWalker:
         values = key_values(term.keys, packet)
         if values is None:
             return None
-        for element, data in self.ruleset.sets.get((key[0], key[1], term.values[0][1:]), []):
-            if element_matches(element, values):
-                return data
-        return None
+        found = self.ruleset.lookup((key[0], key[1], term.values[0][1:]), values)
+        return found[1] if found is not None and found[0] else None
 
     def _test(self, term: Term, key: ChainKey, packet: Packet) -> bool | None:
         if term.kind == "match":
@@ -237,10 +235,10 @@ class NftWalker:
                 # the dump's elements are a snapshot, not what the first packet met
                 return None
             if len(term.values) == 1 and term.values[0].startswith("@"):
-                elements = self.ruleset.sets.get((key[0], key[1], term.values[0][1:]))
-                if elements is None:
+                found = self.ruleset.lookup((key[0], key[1], term.values[0][1:]), values)
+                if found is None:
                     return None
-                hit = any(element_matches(e, values) for e, _ in elements)
+                hit = found[0]
             else:
                 hit = any(element_matches(v, values) for v in term.values)
             return hit != term.negated

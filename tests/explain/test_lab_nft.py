@@ -72,6 +72,12 @@ def check_nft_bundle(bundle: Path, con: duckdb.DuckDBPyConnection) -> None:
             assert d["mark_set_by"] is None, d
     assert masquerades, "no masqueraded translation in the bundle"
     check_ground_truth(bundle, con, decisions)
+    # every rule of kube-proxy's table was read (nothing left as "cannot follow")
+    unread = rows(
+        con,
+        "select distinct node, unknowns from snat_decisions where len(unknowns) > 0",
+    )
+    assert not unread, unread
     promised = promised_shares(bundle)
     expected = rows(con, "select * from derived_expected_backends")
     assert expected
