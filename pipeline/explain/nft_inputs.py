@@ -100,11 +100,11 @@ def load_nft_rulesets(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], N
             chosen[key] = (row["source_file"], row["format"])
     out: dict[tuple[str, str], NftRuleset] = {}
     for (bundle_id, node), (source_file, _) in chosen.items():
-        out[(bundle_id, node)] = _load_one(con, bundle_id, node, source_file)
+        out[(bundle_id, node)] = load_ruleset(con, bundle_id, node, source_file)
     return out
 
 
-def _load_one(
+def load_ruleset(
     con: duckdb.DuckDBPyConnection, bundle_id: str, node: str, source_file: str
 ) -> NftRuleset:
     params = [bundle_id, node, source_file]

@@ -101,3 +101,36 @@ def test_committed_nftables_bundle_snat_predicted_for_every_translation(
         check_nft_bundle(bundle, con)
     finally:
         con.close()
+
+
+def test_text_and_json_dumps_give_the_same_kube_proxy_walk(analyzed: Analyzed) -> None:
+    """`nft list ruleset` and `nft -j list ruleset` of one node: the same rules, terms and maps."""
+    from pipeline.explain.nft_inputs import load_ruleset
+
+    con = analyze(REPO / "captures" / "lab-nftables", analyzed)
+    try:
+        files = rows(
+            con,
+            "select distinct node, format, source_file from stg_nft__rules order by all",
+        )
+        by_node: dict[str, dict[str, str]] = {}
+        for f in files:
+            by_node.setdefault(str(f["node"]), {})[str(f["format"])] = str(f["source_file"])
+        assert len(by_node) == 4
+        for node, forms in by_node.items():
+            text = load_ruleset(con, "lab-nftables", node, forms["text"])
+            json = load_ruleset(con, "lab-nftables", node, forms["json"])
+            kube = sorted(k for k in text.chains if k[1] == "kube-proxy")
+            assert kube == sorted(k for k in json.chains if k[1] == "kube-proxy")
+            for key in kube:
+                assert [r.terms for r in text.chains[key]] == [r.terms for r in json.chains[key]]
+                assert all(r.terms is not None for r in text.chains[key]), key
+                # the JSON dump has handles, the text dump (printed without -a) positions
+                assert all("/handle " in r.rule.ref for r in json.chains[key])
+            assert {k: v for k, v in text.sets.items() if k[1] == "kube-proxy"} == {
+                k: v for k, v in json.sets.items() if k[1] == "kube-proxy"
+            }
+            nat = [(b.key, b.hook, b.priority) for b in text.base if b.chain_type == "nat"]
+            assert nat == [(b.key, b.hook, b.priority) for b in json.base if b.chain_type == "nat"]
+    finally:
+        con.close()
