@@ -13,7 +13,11 @@ from pipeline.explain.classify import ClusterFacts, classify, in_nodeport_range,
 from pipeline.explain.inputs import NodeInputs
 from pipeline.explain.matches import MatchContext, Packet
 from pipeline.explain.netstate import IPAddress
+from pipeline.explain.nft_walker import NftWalker
 from pipeline.explain.walker import Walker, WalkPath
+
+SHARE_BASIS_IPTABLES = "iptables statistic (rule walk)"
+SHARE_BASIS_NFT = "nftables numgen map (rule walk)"
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Explanation:
     missing_inputs: list[str] = field(default_factory=list)
     unknowns: list[str] = field(default_factory=list)
     dnat_shares: dict[str, float] = field(default_factory=dict)  # backend -> P(DNAT to it)
+    share_basis: str = SHARE_BASIS_IPTABLES
 
 
 def _dnat_hits(dnat_to: str | None, ip: str, port: int | None) -> bool:
@@ -66,7 +71,9 @@ def _missing(inputs: NodeInputs | None, node: str) -> list[str]:
     if inputs is None:
         return [f"`iptables-save` (nat), `ip -j route` and `ip -j addr` of {node}"]
     missing = []
-    if not inputs.ruleset.has_rules:
+    if inputs.nft is not None:
+        pass  # why: an nftables-mode node's ruleset is its `nft list ruleset`, complete by nature
+    elif not inputs.ruleset.has_rules:
         missing.append(f"`iptables-save` (nat table) of {node}")
     elif not inputs.ruleset.is_complete:
         missing.append(f"a full `iptables-save` of {node} (only `iptables -S | grep` fragments)")
@@ -91,7 +98,12 @@ def explain(t: Translation, inputs: NodeInputs | None, facts: ClusterFacts) -> E
     netstate = inputs.netstate
     out.hook = "OUTPUT" if netstate.has_addresses and netstate.is_local(client) else "PREROUTING"
     in_route = netstate.route_lookup(client) if out.hook == "PREROUTING" else None
-    walker = Walker(MatchContext(netstate, inputs.ruleset))
+    walker: Walker | NftWalker
+    if inputs.nft is not None:
+        walker = NftWalker(inputs.nft, netstate)
+        out.share_basis = SHARE_BASIS_NFT
+    else:
+        walker = Walker(MatchContext(netstate, inputs.ruleset))
     first = Packet(
         t.proto,
         client,
@@ -108,15 +120,13 @@ def explain(t: Translation, inputs: NodeInputs | None, facts: ClusterFacts) -> E
     out.unknowns = list(chosen.unknowns)
     if chosen.mark_rule is not None:
         caller = (
-            f"{chosen.mark_caller.ref} `-A {chosen.mark_caller.chain} "
-            f"{chosen.mark_caller.text}` -> "
+            f"{chosen.mark_caller.ref} `{chosen.mark_caller.shown}` -> "
             if chosen.mark_caller
             else ""
         )
-        out.mark_set_by = (
-            f"{caller}{chosen.mark_rule.ref} `-A {chosen.mark_rule.chain} {chosen.mark_rule.text}`"
-        )
-    if not inputs.ruleset.has_rules or not (netstate.has_routes and netstate.has_addresses):
+        out.mark_set_by = f"{caller}{chosen.mark_rule.ref} `{chosen.mark_rule.shown}`"
+    has_rules = inputs.nft is not None or inputs.ruleset.has_rules
+    if not has_rules or not (netstate.has_routes and netstate.has_addresses):
         out.reason = _unexplained(t, out)
         return out
     if netstate.is_local(backend):
@@ -149,6 +159,11 @@ def explain(t: Translation, inputs: NodeInputs | None, facts: ClusterFacts) -> E
     post = walker.walk("POSTROUTING", second)
     final = max(post, key=lambda p: p.probability or 0.0)
     out.trail += [s.render() for s in final.steps]
+    if inputs.nft is not None and final.verdict == "MASQUERADE" and out.mark_set_by is None:
+        # why: kube-proxy's later nftables masquerading chain masquerades hairpin connections
+        # by a set lookup (`@hairpin-connections`), with no mark: that rule is what chose it
+        assert final.nat_rule is not None
+        out.mark_set_by = f"{final.nat_rule.ref} `{final.nat_rule.shown}`"
     out.unknowns += [u for u in final.unknowns if u not in out.unknowns]
     _decide(t, out, final, route.dev, nexthop, inputs)
     return out
@@ -165,7 +180,7 @@ def _choose(
     if hits:
         best = max(hits, key=lambda p: p.probability or 0.0)
         assert best.nat_rule is not None
-        out.dnat_by = f"{best.nat_rule.ref} `-A {best.nat_rule.chain} {best.nat_rule.text}`"
+        out.dnat_by = f"{best.nat_rule.ref} `{best.nat_rule.shown}`"
         return best
     plain = [p for p in paths if p.dnat_to is None]
     dialed = parse_ip(t.dialed_ip)
@@ -194,11 +209,12 @@ def _decide(
         out.decision = "masquerade"
         out.is_random_fully = rule.has_target_flag("--random-fully")
         out.predicted_snat_ip = str(choice.address) if choice.address else None
-        marked = (
-            f"{out.mark_set_by} marked it ({out.mark:#x})"
-            if out.mark_set_by
-            else "no rule set a mark"
-        )
+        if inputs.nft is not None and out.mark_set_by and not out.mark:
+            marked = f"no rule set a mark, but {out.mark_set_by} matched the connection itself"
+        elif out.mark_set_by:
+            marked = f"{out.mark_set_by} marked it ({out.mark:#x})"
+        else:
+            marked = "no rule set a mark"
         out.reason = (
             f"{marked}; after DNAT to {t.backend_ip}:{t.backend_port} the route "
             f"`{out.route}` leaves through {dev}, and {rule.ref} MASQUERADE took "

@@ -11,6 +11,7 @@ import duckdb
 
 from pipeline.db import fetch_dicts
 from pipeline.explain.netstate import Address, IPAddress, NodeNetState, Route
+from pipeline.explain.nft_inputs import NftRuleset, load_nft_rulesets
 from pipeline.explain.ruleset import IpSet, MatchOption, Rule, Ruleset
 
 NodeKey = tuple[str, str]  # (bundle_id, node)
@@ -23,6 +24,7 @@ class NodeInputs:
     netstate: NodeNetState
     ipvs_vips: set[tuple[str, IPAddress, int]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    nft: NftRuleset | None = None  # set for kube-proxy nftables-mode nodes: walked instead
 
 
 def _ip(text: Any) -> IPAddress | None:
@@ -47,6 +49,8 @@ def load_node_inputs(con: duckdb.DuckDBPyConnection) -> dict[NodeKey, NodeInputs
     _load_ipsets(con, node)
     _load_addresses(con, node)
     _load_routes(con, node)
+    for key, nft in load_nft_rulesets(con).items():
+        node(*key).nft = nft
     for row in fetch_dicts(
         con,
         "select bundle_id, node, proto, vip, vport from stg_ipvs__services where vport is not null",

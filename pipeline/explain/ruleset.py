@@ -31,10 +31,17 @@ class Rule:
     target: str | None
     target_args: tuple[str, ...]
     source: str  # file:line
+    label: str | None = None  # nftables: "family table/chain/handle N" (or "#position")
+    display: str | None = None  # nftables: the rule text as nft prints it
 
     @property
     def ref(self) -> str:
-        return f"{self.table}/{self.chain}#{self.num}"
+        return self.label or f"{self.table}/{self.chain}#{self.num}"
+
+    @property
+    def shown(self) -> str:
+        """The rule as its tool prints it: `-A CHAIN ...` for iptables, the text for nft."""
+        return self.display if self.display is not None else f"-A {self.chain} {self.text}"
 
     def target_option(self, name: str) -> str | None:
         args = list(self.target_args)

@@ -13,6 +13,7 @@ from pipeline.db import fetch_dicts
 from pipeline.explain.classify import ClusterFacts, parse_ip
 from pipeline.explain.decide import Explanation, Translation, explain
 from pipeline.explain.inputs import NodeInputs, load_node_inputs
+from pipeline.explain.nft_inputs import cluster_cidrs
 from pipeline.explain.shares import ShareTally, expected_rows, fit_tests
 from pipeline.schemas import (
     DERIVED_DISTRIBUTION_TESTS,
@@ -60,6 +61,12 @@ def cluster_facts(
                         facts.pod_cidrs.setdefault(
                             cidr, f"kube-proxy's cluster CIDR in {rule.ref} on {key[1]}"
                         )
+        for cidr_text, ref in cluster_cidrs(inputs.nft) if inputs.nft is not None else []:
+            try:
+                cidr = ipaddress.ip_network(cidr_text, strict=False)
+            except ValueError:
+                continue
+            facts.pod_cidrs.setdefault(cidr, f"kube-proxy's cluster CIDR in {ref} on {key[1]}")
         for address in inputs.netstate.addresses:
             facts.add_local(key, address.local, f"on {address.ifname} in `ip addr`")
         for proto, vip, vport in sorted(inputs.ipvs_vips, key=str):
@@ -137,7 +144,7 @@ def recompute(con: duckdb.DuckDBPyConnection) -> None:
                 explanation = explain(t, nodes.get((t.bundle_id, t.node)), facts)
                 decisions.append(_decision(row, explanation))
                 if row["nat_kind"] in ("dnat", "dnat+snat"):
-                    tally.add(row, explanation.dnat_shares)
+                    tally.add(row, explanation.dnat_shares, explanation.share_basis)
             _insert(con, DERIVED_SNAT_DECISIONS, decisions)
         expected = expected_rows(con, tally)
         tests = fit_tests(con, expected)

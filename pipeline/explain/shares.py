@@ -38,6 +38,7 @@ class _Tally:
     totals: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     has_shares: bool = False
     complete: bool = True
+    basis: str = "iptables statistic (rule walk)"
 
 
 class ShareTally:
@@ -47,10 +48,17 @@ class ShareTally:
     def __init__(self) -> None:
         self.by_service: dict[ServiceKey, _Tally] = defaultdict(_Tally)
 
-    def add(self, row: dict[str, Any], shares: dict[str, float]) -> None:
+    def add(
+        self,
+        row: dict[str, Any],
+        shares: dict[str, float],
+        basis: str = "iptables statistic (rule walk)",
+    ) -> None:
         key = (row["bundle_id"], row["node"], row["proto"], row["dialed_ip"], row["dialed_port"])
         tally = self.by_service[key]
         tally.connections += 1
+        if shares:
+            tally.basis = basis
         tally.has_shares = tally.has_shares or bool(shares)
         tally.complete = tally.complete and abs(sum(shares.values()) - 1.0) < 1e-6
         for target, p in shares.items():
@@ -82,7 +90,7 @@ def expected_rows(con: duckdb.DuckDBPyConnection, tally: ShareTally) -> list[dic
                         "backend_port": port or None,
                         "expected_share": expected / n if complete else None,
                         "expected_connections": expected if complete else None,
-                        "basis": "iptables statistic (rule walk)",
+                        "basis": service.basis,
                         "is_predictable": complete,
                     }
                 )

@@ -131,7 +131,7 @@ class Walker:
                     )
                     next_frontier.append(not_taken)
                     taken = replace(current, probability=_scale(current.probability, p))
-                step = Step(rule.ref, f"-A {rule.chain} {rule.text}", result.note, rule.source)
+                step = Step(rule.ref, rule.shown, result.note, rule.source)
                 taken = replace(taken, steps=(*taken.steps, step))
                 for after, how in self._target(rule, packet, taken, depth):
                     if how == "continue":

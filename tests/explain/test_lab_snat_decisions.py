@@ -53,6 +53,13 @@ def check_bundle(bundle: Path, con: duckdb.DuckDBPyConnection) -> None:
         else:
             assert d["decision"] == "none", d
             assert "no rule marked" in str(d["reason"]) or "did not lead" in str(d["reason"])
+    check_ground_truth(bundle, con, decisions)
+
+
+def check_ground_truth(
+    bundle: Path, con: duckdb.DuckDBPyConnection, decisions: list[dict[str, object]]
+) -> None:
+    """Each request of ground_truth.csv is one decision with the backend and source it saw."""
     by_key = {
         (d["node"], d["client_ip"], d["client_port"], d["dialed_ip"], d["dialed_port"]): d
         for d in decisions
