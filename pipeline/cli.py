@@ -25,6 +25,7 @@ from pipeline.cli_support import HelpCommand, check_output_path, run_app
 from pipeline.collect.command import collect_command
 from pipeline.db import DEFAULT_MEMORY_LIMIT, connect, refresh_materialized
 from pipeline.dblock import LockedError, exclusive
+from pipeline.diff import DiffError, changes, pick, render
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.findings import FailOn, count_at_or_above
@@ -32,6 +33,7 @@ from pipeline.loader import FileOutcome
 from pipeline.reader import open_current
 from pipeline.report import render_report, run_checks
 from pipeline.retention import parse_keep, prune
+from pipeline.scope import Scope, ScopeError, apply_scope, parse_time
 from pipeline.signals import Terminated, interrupted, interrupts
 
 app = typer.Typer(
@@ -447,19 +449,35 @@ def report(
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Output file (default and -: stdout)."),
     ] = None,
+    bundle: Annotated[
+        str | None,
+        typer.Option("--bundle", metavar="ID|latest", help="Only this bundle (latest: newest)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="Only records from TIME (ISO, stamp or 7d)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Only records before TIME.")
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", metavar="NAME", help="Only this node.")
+    ] = None,
 ) -> None:
-    """Write the Markdown report for everything loaded in the DuckDB file.
+    """Write the Markdown report for everything loaded in the DuckDB file (or a part of it).
 
     \b
     Examples:
       natlens report --db lab.duckdb -o report.md
-      natlens report --db lab.duckdb | less
+      natlens report --db lab.duckdb --bundle latest --node worker-1 | less
+      natlens report --db runs.duckdb --since 24h
     """
     try:
         check_output_path(output, "report")
     except InputError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(int(ExitCode.DATABASE)) from exc
+    scope = _report_scope(bundle, node, since, until)
     if not db.exists():
         raise _fail(
             InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
@@ -468,14 +486,29 @@ def report(
     with _signals_stop("no report was written and the database is as it was"):
         try:
             con = _open_current(db)
+            if not scope.is_whole:
+                apply_scope(con, scope)
             text = render_report(con)
         except QueryError as exc:
             raise _fail(exc, ExitCode.DATABASE) from exc
+        except ScopeError as exc:
+            err.print(f"{db}: error: {exc}", markup=False)
+            raise typer.Exit(int(ExitCode.USAGE)) from exc
         con.close()
     if output is None or str(output) == "-":
         typer.echo(text, nl=False)
     elif not _write_report(output, text):
         raise typer.Exit(int(ExitCode.DATABASE))
+
+
+def _report_scope(bundle: str | None, node: str | None, since: str | None, until: str | None
+                  ) -> Scope:  # fmt: skip
+    try:
+        start = parse_time(since) if since is not None else None
+        return Scope(bundle, node, start, parse_time(until) if until is not None else None)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
 
 
 def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
@@ -497,6 +530,42 @@ def _write_report(output: Path, text: str) -> bool:
         err.print(f"{output}: error: cannot write report: {exc.strerror or exc}", markup=False)
         return False
     return True
+
+
+@app.command(name="diff", cls=HelpCommand)
+def diff_command(
+    db: DbOption = DEFAULT_DB,
+    old: Annotated[
+        str | None,
+        typer.Option("--from", metavar="BUNDLE", help="Older bundle (default: the one before)."),
+    ] = None,
+    new: Annotated[
+        str | None,
+        typer.Option("--to", metavar="BUNDLE", help="Newer bundle (default: the newest)."),
+    ] = None,
+) -> None:
+    """What changed between two bundles: Services, backends, shares, SNAT classes, findings,
+    rejected records (Markdown on stdout).
+
+    \b
+    Examples:
+      natlens diff --db runs.duckdb
+      natlens diff --db runs.duckdb --from 20250101T000000Z --to 20250102T000000Z
+    """
+    if not db.exists():
+        raise _fail(InputError(str(db), "no such database"), ExitCode.INPUT)
+    with _signals_stop("nothing was written and the database is as it was"):
+        try:
+            con = _open_current(db)
+            pair = pick(con, old, new)
+            text = render(*pair, changes(con, *pair))
+        except QueryError as exc:
+            raise _fail(exc, ExitCode.DATABASE) from exc
+        except DiffError as exc:
+            err.print(f"{db}: error: {exc}", markup=False)
+            raise typer.Exit(int(ExitCode.USAGE)) from exc
+        con.close()
+    typer.echo(text, nl=False)
 
 
 app.command(cls=HelpCommand)(sql)
