@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +13,6 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline import __version__
 from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
@@ -30,6 +29,7 @@ from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.findings import FailOn, count_at_or_above
 from pipeline.loader import FileOutcome
+from pipeline.progress import RunProgress
 from pipeline.reader import open_current
 from pipeline.report import render_report, run_checks
 from pipeline.retention import parse_keep, prune
@@ -313,10 +313,11 @@ def _analyze(
         con = connect(db, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT, data_dir=data_dir)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
+    progress = RunProgress(err, quiet=quiet)
     try:
         # why: a node's directory is part of a bundle; the rest of that bundle is not gone
         bundles = [p for p in paths if not (p.is_dir() and is_node_dir(p, node))]
-        outcomes = _load_with_progress(con, bundles, files, options, bundle_id, quiet)
+        outcomes = _load_with_progress(con, bundles, files, options, bundle_id, progress)
     except RayUnavailableError as exc:
         con.close()
         err.print(f"error: {exc}", markup=False)
@@ -325,7 +326,8 @@ def _analyze(
         con.close()
         raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
     try:
-        recompute(con)
+        with progress.step("explaining rules and routes"):
+            recompute(con)
     except duckdb.Error as exc:
         con.close()
         raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
@@ -336,7 +338,7 @@ def _analyze(
     if not quiet:
         _print_totals(outcomes)
     try:
-        with err.status("building legs and connections") if not quiet else nullcontext():
+        with progress.step("building legs and connections"):
             refresh_materialized(con)
     except QueryError as exc:  # e.g. out of memory under --memory-limit: the loads are kept
         con.close()
@@ -344,7 +346,9 @@ def _analyze(
             err.print("the loaded files are kept; legs/connections were not rebuilt", markup=False)
         raise _fail(exc, ExitCode.DATABASE) from exc
     if output is not None:
-        if not _write_report(output, render_report(con)):
+        with progress.step("rendering the report"):
+            text = render_report(con)
+        if not _write_report(output, text):
             con.close()
             raise typer.Exit(int(ExitCode.DATABASE))
         if not quiet and str(output) != "-":
@@ -380,25 +384,16 @@ def _load_with_progress(
     files: list[InputFile],
     options: LoadOptions,
     bundle_id: str | None,
-    quiet: bool,
+    progress: RunProgress,
 ) -> list[FileOutcome]:
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("loading", total=len(files))
+    with progress.loading(files) as (started, done):
         return load_all(
             con,
             files,
             options=options,
             bundle_ids=bundle_ids_of(paths, files, bundle_id),
-            started=lambda name: progress.update(task, description=f"loading {name}"),
-            finished=lambda _: progress.advance(task),
+            started=started,
+            done=done,
         )
 
 
