@@ -482,13 +482,15 @@ def report(
         try:
             con = _open_current(db)
             if not scope.is_whole:
-                apply_scope(con, scope)
+                try:
+                    apply_scope(con, scope)
+                except ScopeError as exc:
+                    con.close()
+                    err.print(f"{db}: error: {exc}", markup=False)
+                    raise typer.Exit(int(ExitCode.USAGE)) from exc
             text = render_report(con)
         except QueryError as exc:
             raise _fail(exc, ExitCode.DATABASE) from exc
-        except ScopeError as exc:
-            err.print(f"{db}: error: {exc}", markup=False)
-            raise typer.Exit(int(ExitCode.USAGE)) from exc
         con.close()
     if output is None or str(output) == "-":
         typer.echo(text, nl=False)
@@ -552,14 +554,18 @@ def diff_command(
     with _signals_stop("nothing was written and the database is as it was"):
         try:
             con = _open_current(db)
-            pair = pick(con, old, new)
-            text = render(*pair, changes(con, *pair))
         except QueryError as exc:
             raise _fail(exc, ExitCode.DATABASE) from exc
+        try:
+            pair = pick(con, old, new)
+            text = render(*pair, changes(con, *pair))
         except DiffError as exc:
             err.print(f"{db}: error: {exc}", markup=False)
             raise typer.Exit(int(ExitCode.USAGE)) from exc
-        con.close()
+        except duckdb.Error as exc:
+            raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
+        finally:
+            con.close()
     typer.echo(text, nl=False)
 
 

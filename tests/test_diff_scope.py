@@ -2,16 +2,19 @@
 node or a time window says what it covers, and `natlens diff` names what changed between them.
 
 The second bundle is a copy of the lab's text files with known changes made to it: one node
-gone, a Service deleted, a backend (pod) gone from another Service's EndpointSlice, and a
-conntrack line that cannot be parsed. Those changes are the oracle.
+gone, a Service deleted, a backend (pod) gone from another Service's EndpointSlice, every
+conntrack entry of one Service to one backend gone (its share drops to 0), and a conntrack line
+that cannot be parsed. Those changes are the oracle.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -23,6 +26,8 @@ NODES = ("myk8s-control-plane", "myk8s-worker", "myk8s-worker2", "myk8s-worker3"
 NODE_FILES = ("conntrack.txt", "iptables-save.txt", "ip-addr.json", "ip-route.json")
 CLUSTER_FILES = ("services.json", "endpointslices.json", "pods.json", "nodes.json")
 BAD_LINE = "tcp      6 this is not a conntrack entry\n"
+# the entries of the ClusterIP Service that its third backend answered
+GONE = re.compile(r"dst=10\.200\.1\.216 .* src=10\.10\.3\.2 ")
 runner = CliRunner()
 
 
@@ -65,6 +70,10 @@ def two_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     new = _copy_bundle(folder, NEW, NODES[:3])  # myk8s-worker3 is gone
     _edit_json(new / "cluster" / "services.json", _drop_service)
     _edit_json(new / "cluster" / "endpointslices.json", _drop_webpod2_from_clusterip)
+    for node in NODES[:3]:
+        path = new / node / "conntrack.txt"
+        kept = [x for x in path.read_text().splitlines(True) if not GONE.search(x)]
+        path.write_text("".join(kept))
     with (new / "myk8s-worker" / "conntrack.txt").open("a") as f:
         f.write(BAD_LINE)
     db = root / "runs.duckdb"
@@ -141,11 +150,25 @@ def test_diff_names_what_changed(two_bundles: Path) -> None:
     assert text.startswith(f"# natlens diff: {OLD} -> {NEW}\n")
     assert _lines(text, "Services") == ["- k8s udp 10.200.1.100:5005  default/svc-udp svc-udpport"]
     assert _lines(text, "Backends") == ["- k8s default/svc-clusterip -> tcp 10.10.1.2:80  webpod2"]
+    [(old_count, old_share)] = _sql(
+        two_bundles,
+        "select connections, share from backend_distribution where scope = 'all' and "
+        f"bundle_id = '{OLD}' and dialed_ip = '10.200.1.216' and backend_ip = '10.10.3.2'",
+    )
+    assert old_count > 0
+    shifts = _lines(text, "Distribution shifts")
+    assert (
+        f"~ tcp 10.200.1.216:9000 -> 10.10.3.2:80  share {100 * old_share:.0f}% -> 0% "
+        f"({old_count} -> 0 connections)"
+    ) in shifts
+    assert all(x.startswith("~ tcp 10.200.1.216:9000 -> ") for x in shifts)  # that Service only
     rejected = _lines(text, "New rejected records")
     assert len(rejected) == 1 and rejected[0].startswith(
         "+ myk8s-worker/conntrack.txt (myk8s-worker)  1 new: "
     )
-    assert "No change." in text.split("## Findings", 1)[1].split("## ", 1)[0]
+    # with its third backend's share gone to 0, that Service is now skewed: a new finding
+    [finding] = _lines(text, "Findings")
+    assert finding.startswith("+ warning distribution_skew ") and "10.200.1.216:9000" in finding
 
     # the other way round: what was removed is added, and nothing is newly rejected
     back = runner.invoke(app, ["diff", "--db", str(two_bundles), "--from", NEW, "--to", OLD])
@@ -154,6 +177,13 @@ def test_diff_names_what_changed(two_bundles: Path) -> None:
         "+ k8s udp 10.200.1.100:5005  default/svc-udp svc-udpport"
     ]
     assert _lines(back.stdout, "New rejected records") == []
+    [resolved] = _lines(back.stdout, "Findings")
+    assert resolved.startswith("- warning distribution_skew ") and "resolved: " in resolved
+
+
+def _sql(db: Path, query: str) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(query).fetchall()
 
 
 def test_diff_needs_two_bundles(two_bundles: Path) -> None:
