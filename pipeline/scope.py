@@ -5,8 +5,8 @@ same name (tables, not views: DuckDB takes a view that reads its own name in `ma
 filtered by `bundle_id`, `node` and `ts` where the view has such a column (`connections` by its
 `nodes`, `backend_distribution` by its `scope`). DuckDB looks in `temp` before `main`,
 so the report's queries run unchanged over the scoped rows; the database file is not written.
-A window keeps the rows whose `ts` falls in it, and of the views without `ts` the rows of the
-bundles that hold data in it.
+A window keeps the bundles that hold data in it (placed by their records' times, else by the
+time in their id), and of those the rows whose `ts` falls in it or that have no time.
 """
 
 from __future__ import annotations
@@ -200,10 +200,13 @@ def apply_scope(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[str]:
             where.append(f"list_contains(nodes, {_quote(scope.node)})")
         elif scope.node is not None and "node" in columns:
             where.append(f"node = {_quote(scope.node)}")
+        # why: a row without a time (a `conntrack -L` listing) belongs to its bundle's time
         if "ts" in columns and scope.since is not None:
-            where.append(f"ts::timestamp >= timestamp {_quote(scope.since.isoformat(sep=' '))}")
+            since = _quote(scope.since.isoformat(sep=" "))
+            where.append(f"(ts is null or ts::timestamp >= timestamp {since})")
         if "ts" in columns and scope.until is not None:
-            where.append(f"ts::timestamp < timestamp {_quote(scope.until.isoformat(sep=' '))}")
+            until = _quote(scope.until.isoformat(sep=" "))
+            where.append(f"(ts is null or ts::timestamp < timestamp {until})")
         select = f"select * from {db}.main." + view
         if view == "backend_distribution" and scope.node is not None:
             # why: the report reads scope 'all'; one node's rows stand in for it

@@ -125,6 +125,9 @@ def test_report_time_window_and_bad_scopes(two_bundles: Path) -> None:
     )
     assert after_old.exit_code == 0, after_old.stderr
     assert _covers(after_old.stdout).startswith(f"Covers: bundle {NEW};")
+    # its conntrack listing has no times: its entries are the bundle's, so they are kept
+    states = after_old.stdout.split("## Conntrack state mix", 1)[1].split("## ", 1)[0]
+    assert "| myk8s-worker | tcp |" in states
     before_new = runner.invoke(app, ["report", "--db", str(two_bundles), "--until", NEW])
     assert before_new.exit_code == 0, before_new.stderr
     assert _covers(before_new.stdout).startswith(f"Covers: bundle {OLD};")
