@@ -32,6 +32,8 @@ from pipeline.ingest.blocks import decode_text, iter_blocks
 BUNDLE_LEVEL_NODE = "-"
 CLUSTER_FOLDER = "cluster"
 SNIFF_BYTES = 64 * 1024
+SCORE_CHARS = 16 * 1024 * 1024
+"""A text file's kinds are scored on about this much of it (whole blocks)."""
 DOC_NAMES = ("readme",)
 # a timestamped bundle's folder name: 20250101T120000Z, 2025-01-01T12:00:00Z, ...T12-00-00.5Z
 BUNDLE_STAMP = re.compile(r"^\d{4}-?\d{2}-?\d{2}T\d{2}[:-]?\d{2}[:-]?\d{2}(\.\d+)?Z$")
@@ -346,11 +348,15 @@ def sniff(path: Path, data: bytes) -> Sniffed:
 def sniff_whole(path: Path) -> Sniffed:
     """Score the text kinds over the whole file, block by block (memory bounded by a block).
 
-    Each block's best kind per ingestor adds its score; the highest total wins, ties going
-    to the ingestor listed first, as in `sniff`.
+    Each block's best kind per ingestor adds its score over the first SCORE_CHARS or so; the
+    highest total wins, ties going to the ingestor listed first, as in `sniff`.
     """
     totals: dict[tuple[str, ModuleType], int] = {}
+    scored = 0
     for block in iter_blocks(path, lambda _line: True):
+        scored += len(block.text)
+        if scored > SCORE_CHARS + len(block.text):
+            break  # enough to tell the kinds apart; scoring a 1 GB dump would cost minutes
         for module in TEXT_INGESTORS:
             detection = module.detect(block.text)
             if detection is not None and detection.score > 0:

@@ -30,7 +30,7 @@ from pipeline.explain.run import recompute
 from pipeline.findings import FailOn, count_at_or_above
 from pipeline.loader import FileOutcome
 from pipeline.progress import RunProgress
-from pipeline.reader import open_current
+from pipeline.reader import open_read_only
 from pipeline.report import render_report, run_checks
 from pipeline.retention import parse_keep, prune
 from pipeline.scope import Scope, ScopeError, apply_scope, parse_time
@@ -509,11 +509,9 @@ def _report_scope(bundle: str | None, node: str | None, since: str | None, until
 
 
 def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
-    """Open the database with its derived tables current (see reader.open_current)."""
-    con, rebuilt = open_current(db)
-    if rebuilt:
-        err.print(f"{db}: note: rebuilt {', '.join(rebuilt)} (they were out of date)", markup=False)
-    return con
+    """The database read-only with its derived tables current (reader.open_read_only): stale
+    tables are rebuilt first (with a note), and readers never wait for each other."""
+    return open_read_only(db, note=lambda text: err.print(text, markup=False))
 
 
 def _write_report(output: Path, text: str) -> bool:
