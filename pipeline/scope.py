@@ -31,7 +31,6 @@ SCOPED_VIEWS = (
     "backend_distribution",
     "connections",
     "conntrack_entries",
-    "findings",
 )
 # Views whose `ts` gives a bundle's time span (what was captured, not when it was loaded).
 SPAN_VIEWS = ("connections", "conntrack_entries", "flows")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.scope import parse_time
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab-iptables"
 OLD, NEW = "20250101T000000Z", "20250101T001500Z"
@@ -194,3 +196,17 @@ def test_diff_needs_two_bundles(two_bundles: Path) -> None:
     assert result.exit_code == 2 and f"no bundle before '{OLD}'" in result.stderr
     result = runner.invoke(app, ["diff", "--db", str(two_bundles), "--from", "nope"])
     assert result.exit_code == 2 and "no bundle 'nope'" in result.stderr
+
+
+def test_times_for_since_and_until() -> None:
+    now = datetime(2025, 1, 2, 12, 0, tzinfo=UTC)
+    noon = datetime(2025, 1, 1, 12, 0)
+    assert parse_time("2025-01-01T12:00:00Z") == noon
+    assert parse_time("2025-01-01T13:00:00+01:00") == noon
+    assert parse_time("2025-01-01 12:00") == noon  # no zone: UTC
+    assert parse_time("20250101T120000Z") == noon  # a bundle's stamp
+    assert parse_time("24h", now) == noon
+    assert parse_time("1d", now) == noon
+    for bad in ("yesterday", "12x", ""):
+        with pytest.raises(ValueError):
+            parse_time(bad, now)
