@@ -63,8 +63,15 @@ def load_all(
     bundle_ids: set[str],
     started: Progress = lambda _: None,
     finished: Progress = lambda _: None,
+    done: Callable[[FileOutcome], None] = lambda _: None,
 ) -> list[FileOutcome]:
-    """Load the files; `started`/`finished` are called with each file's display name."""
+    """Load the files; `started`/`finished` are called with each file's display name, `done`
+    with each file's outcome as it is recorded (for progress: bytes and packets done)."""
+
+    def finish(outcome: FileOutcome) -> None:
+        done(outcome)
+        finished(outcome.file.display)
+
     prepare(con)
     outcomes = prune_missing(con, bundle_ids, files)
     workers = options.jobs or default_jobs()
@@ -84,14 +91,16 @@ def load_all(
             if p.outcome.status == "failed":  # unreadable: stored, tried again next run
                 p.outcome = record_failure(con, p, None, p.outcome.reason or "cannot read")
             outcomes.append(p.outcome)
-            finished(p.file.display)
+            finish(p.outcome)
         elif p.job is None:
             started(p.file.display)
             outcomes.append(load_text(con, p))
-            finished(p.file.display)
+            finish(outcomes[-1])
         else:
             captures[p.job.capture_id] = p
-    outcomes.extend(_load_captures(con, captures, options, workers, finished))
+    if captures:
+        started(f"{len(captures)} capture(s) in {min(workers, len(captures))} worker(s)")
+    outcomes.extend(_load_captures(con, captures, options, workers, finish))
     refresh_parquet_views(con)
     return outcomes
 
@@ -101,7 +110,7 @@ def _load_captures(
     captures: dict[str, PlannedFile],
     options: LoadOptions,
     workers: int,
-    finished: Progress,
+    finish: Callable[[FileOutcome], None],
 ) -> list[FileOutcome]:
     jobs: list[CaptureJob] = [p.job for p in captures.values() if p.job is not None]
     if not jobs:
@@ -128,7 +137,7 @@ def _load_captures(
             else:
                 why = result.describe() if isinstance(result, CaptureFailure) else str(result)
                 outcomes.append(record_failure(con, p, kind, why, options.engine))
-            finished(p.file.display)
+            finish(outcomes[-1])
         stopped = False
     finally:
         if runner is not None:

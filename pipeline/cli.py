@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +13,6 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipeline import __version__
 from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
@@ -25,13 +24,16 @@ from pipeline.cli_support import HelpCommand, check_output_path, run_app
 from pipeline.collect.command import collect_command
 from pipeline.db import DEFAULT_MEMORY_LIMIT, connect, refresh_materialized
 from pipeline.dblock import LockedError, exclusive
+from pipeline.diff import DiffError, changes, pick, render
 from pipeline.errors import ExitCode, InputError, QueryError
 from pipeline.explain.run import recompute
 from pipeline.findings import FailOn, count_at_or_above
 from pipeline.loader import FileOutcome
+from pipeline.progress import RunProgress
 from pipeline.reader import open_read_only
 from pipeline.report import render_report, run_checks
 from pipeline.retention import parse_keep, prune
+from pipeline.scope import Scope, ScopeError, apply_scope, parse_time
 from pipeline.signals import Terminated, interrupted, interrupts
 
 app = typer.Typer(
@@ -311,10 +313,11 @@ def _analyze(
         con = connect(db, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT, data_dir=data_dir)
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
+    progress = RunProgress(err, quiet=quiet)
     try:
         # why: a node's directory is part of a bundle; the rest of that bundle is not gone
         bundles = [p for p in paths if not (p.is_dir() and is_node_dir(p, node))]
-        outcomes = _load_with_progress(con, bundles, files, options, bundle_id, quiet)
+        outcomes = _load_with_progress(con, bundles, files, options, bundle_id, progress)
     except RayUnavailableError as exc:
         con.close()
         err.print(f"error: {exc}", markup=False)
@@ -323,7 +326,8 @@ def _analyze(
         con.close()
         raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
     try:
-        recompute(con)
+        with progress.step("explaining rules and routes"):
+            recompute(con)
     except duckdb.Error as exc:
         con.close()
         raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
@@ -334,7 +338,7 @@ def _analyze(
     if not quiet:
         _print_totals(outcomes)
     try:
-        with err.status("building legs and connections") if not quiet else nullcontext():
+        with progress.step("building legs and connections"):
             refresh_materialized(con)
     except QueryError as exc:  # e.g. out of memory under --memory-limit: the loads are kept
         con.close()
@@ -342,7 +346,9 @@ def _analyze(
             err.print("the loaded files are kept; legs/connections were not rebuilt", markup=False)
         raise _fail(exc, ExitCode.DATABASE) from exc
     if output is not None:
-        if not _write_report(output, render_report(con)):
+        with progress.step("rendering the report"):
+            text = render_report(con)
+        if not _write_report(output, text):
             con.close()
             raise typer.Exit(int(ExitCode.DATABASE))
         if not quiet and str(output) != "-":
@@ -378,25 +384,16 @@ def _load_with_progress(
     files: list[InputFile],
     options: LoadOptions,
     bundle_id: str | None,
-    quiet: bool,
+    progress: RunProgress,
 ) -> list[FileOutcome]:
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    ) as progress:
-        task = progress.add_task("loading", total=len(files))
+    with progress.loading(files) as (started, done):
         return load_all(
             con,
             files,
             options=options,
             bundle_ids=bundle_ids_of(paths, files, bundle_id),
-            started=lambda name: progress.update(task, description=f"loading {name}"),
-            finished=lambda _: progress.advance(task),
+            started=started,
+            done=done,
         )
 
 
@@ -447,19 +444,35 @@ def report(
         Path | None,
         typer.Option("--output", "-o", metavar="FILE", help="Output file (default and -: stdout)."),
     ] = None,
+    bundle: Annotated[
+        str | None,
+        typer.Option("--bundle", metavar="ID|latest", help="Only this bundle (latest: newest)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="Only records from TIME (ISO, stamp or 7d)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Only records before TIME.")
+    ] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", metavar="NAME", help="Only this node.")
+    ] = None,
 ) -> None:
-    """Write the Markdown report for everything loaded in the DuckDB file.
+    """Write the Markdown report for everything loaded in the DuckDB file (or a part of it).
 
     \b
     Examples:
       natlens report --db lab.duckdb -o report.md
-      natlens report --db lab.duckdb | less
+      natlens report --db lab.duckdb --bundle latest --node worker-1 | less
+      natlens report --db runs.duckdb --since 24h
     """
     try:
         check_output_path(output, "report")
     except InputError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(int(ExitCode.DATABASE)) from exc
+    scope = _report_scope(bundle, node, since, until)
     if not db.exists():
         raise _fail(
             InputError(str(db), "no such database", hint="run `natlens analyze PATH --db FILE`"),
@@ -468,6 +481,13 @@ def report(
     with _signals_stop("no report was written and the database is as it was"):
         try:
             con = _open_current(db)
+            if not scope.is_whole:
+                try:
+                    apply_scope(con, scope)
+                except ScopeError as exc:
+                    con.close()
+                    err.print(f"{db}: error: {exc}", markup=False)
+                    raise typer.Exit(int(ExitCode.USAGE)) from exc
             text = render_report(con)
         except QueryError as exc:
             raise _fail(exc, ExitCode.DATABASE) from exc
@@ -476,6 +496,16 @@ def report(
         typer.echo(text, nl=False)
     elif not _write_report(output, text):
         raise typer.Exit(int(ExitCode.DATABASE))
+
+
+def _report_scope(bundle: str | None, node: str | None, since: str | None, until: str | None
+                  ) -> Scope:  # fmt: skip
+    try:
+        start = parse_time(since) if since is not None else None
+        return Scope(bundle, node, start, parse_time(until) if until is not None else None)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
 
 
 def _open_current(db: Path) -> duckdb.DuckDBPyConnection:
@@ -495,6 +525,46 @@ def _write_report(output: Path, text: str) -> bool:
         err.print(f"{output}: error: cannot write report: {exc.strerror or exc}", markup=False)
         return False
     return True
+
+
+@app.command(name="diff", cls=HelpCommand)
+def diff_command(
+    db: DbOption = DEFAULT_DB,
+    old: Annotated[
+        str | None,
+        typer.Option("--from", metavar="BUNDLE", help="Older bundle (default: the one before)."),
+    ] = None,
+    new: Annotated[
+        str | None,
+        typer.Option("--to", metavar="BUNDLE", help="Newer bundle (default: the newest)."),
+    ] = None,
+) -> None:
+    """What changed between two bundles: Services, backends, shares, SNAT classes, findings,
+    rejected records (Markdown on stdout).
+
+    \b
+    Examples:
+      natlens diff --db runs.duckdb
+      natlens diff --db runs.duckdb --from 20250101T000000Z --to 20250102T000000Z
+    """
+    if not db.exists():
+        raise _fail(InputError(str(db), "no such database"), ExitCode.INPUT)
+    with _signals_stop("nothing was written and the database is as it was"):
+        try:
+            con = _open_current(db)
+        except QueryError as exc:
+            raise _fail(exc, ExitCode.DATABASE) from exc
+        try:
+            pair = pick(con, old, new)
+            text = render(*pair, changes(con, *pair))
+        except DiffError as exc:
+            err.print(f"{db}: error: {exc}", markup=False)
+            raise typer.Exit(int(ExitCode.USAGE)) from exc
+        except duckdb.Error as exc:
+            raise _fail(QueryError(str(db), str(exc).splitlines()[0]), ExitCode.DATABASE) from exc
+        finally:
+            con.close()
+    typer.echo(text, nl=False)
 
 
 app.command(cls=HelpCommand)(sql)

@@ -12,6 +12,7 @@ from pipeline.db import CHECK_PREFIX, fetch_dicts, read_view_files
 from pipeline.diagrams import connection_sequence, distribution_chart
 from pipeline.output import QueryResult, markdown_table, md_escape, run_query
 from pipeline.resources import templates_dir
+from pipeline.scope import coverage
 
 MAX_ERRORS_SHOWN = 20
 
@@ -241,6 +242,7 @@ def render_report(con: duckdb.DuckDBPyConnection) -> str:
         why=why_groups(con),
         distributions=distribution_groups(con),
         checks=run_checks(con),
+        coverage=coverage(con),
     )
 
 
