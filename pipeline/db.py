@@ -18,10 +18,10 @@ from typing import Any
 
 import duckdb
 
-from pipeline.capture.store import DataDir, default_data_dir
-from pipeline.errors import QueryError
-from pipeline.resources import queries_dir
-from pipeline.schemas import ALL_TABLES, DB_TABLES, PARQUET_TABLES, TableSchema
+from .capture.store import DataDir, default_data_dir
+from .errors import QueryError
+from .resources import queries_dir
+from .schemas import ALL_TABLES, DB_TABLES, PARQUET_TABLES, TableSchema
 
 QUERY_LAYERS = ("10_staging", "20_intermediate", "30_answers", "40_findings", "checks")
 CHECK_PREFIX = "check_"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.db import (
+from .db import (
     DUCKDB_MAGIC,
     DUCKDB_MAGIC_OFFSET,
     NO_NETWORK_CONFIG,
@@ -28,7 +28,7 @@ from pipeline.db import (
     materialized_are_current,
     refresh_materialized,
 )
-from pipeline.errors import InputError, QueryError
+from .errors import InputError, QueryError
 
 NOT_NATLENS = (
     "not a natlens database; natlens reads only DuckDB files it created "
@@ -80,7 +80,7 @@ def open_current(db: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     rather than read stale (a run stopped after its loads may not have explained them either).
     """
     # imported here: the rule walk is heavy and only this path needs it
-    from pipeline.explain.run import recompute
+    from .explain.run import recompute
 
     con = connect(db)
     try:

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.capture.stage import CaptureJob, CaptureResult, run_capture
-from pipeline.capture.worker import failure_text, result_from_json, result_to_json
+from .stage import CaptureJob, CaptureResult, run_capture
+from .worker import failure_text, result_from_json, result_to_json
 
 PR_SET_PDEATHSIG = 1
 

@@ -15,8 +15,8 @@ import signal
 import sys
 from typing import Any
 
-from pipeline.capture.stage import CaptureJob, CaptureResult, run_capture
-from pipeline.ingest.records import RecordError
+from ..ingest.records import RecordError
+from .stage import CaptureJob, CaptureResult, run_capture
 
 
 def result_to_json(result: CaptureResult) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def result_from_json(data: dict[str, Any]) -> CaptureResult:
 
 def failure_text(exc: BaseException) -> tuple[str, str]:
     """A failure's type name and first line (InputError: its message without the path)."""
-    from pipeline.errors import InputError
+    from ..errors import InputError
 
     if isinstance(exc, InputError):
         return "InputError", exc.msg

@@ -9,9 +9,9 @@ from typing import Any
 
 import duckdb
 
-from pipeline.db import fetch_dicts
-from pipeline.explain.netstate import Address, IPAddress, NodeNetState, Route
-from pipeline.explain.ruleset import IpSet, MatchOption, Rule, Ruleset
+from ..db import fetch_dicts
+from .netstate import Address, IPAddress, NodeNetState, Route
+from .ruleset import IpSet, MatchOption, Rule, Ruleset
 
 NodeKey = tuple[str, str]  # (bundle_id, node)
 

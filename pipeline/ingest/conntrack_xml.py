@@ -12,7 +12,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.ingest.conntrack_common import (
+from ..schemas import RAW_CONNTRACK_ENTRIES
+from .conntrack_common import (
     L4_NUMBERS,
     PORT_PROTOS,
     SUMMARY,
@@ -25,8 +26,7 @@ from pipeline.ingest.conntrack_common import (
     parse_int,
     proto_label,
 )
-from pipeline.ingest.records import ParsedChunk, RecordError, iter_lines
-from pipeline.schemas import RAW_CONNTRACK_ENTRIES
+from .records import ParsedChunk, RecordError, iter_lines
 
 _FLOW_END = "</flow>"
 _TAIL = re.compile(r"\[USERSPACE\]\s+portid=([0-9]+)(?:\s+progname=(.*))?")
