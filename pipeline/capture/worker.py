@@ -1,6 +1,6 @@
-"""A capture worker process: `python -m pipeline.capture.worker` reads one CaptureJob per line
-(JSON) on stdin and answers each with one line (JSON) on stdout: the CaptureResult, or the
-failure's type and first line. It exits at the end of its input.
+"""A capture worker process: `python -m natlens.capture` (serve, via __main__.py) reads one
+CaptureJob per line (JSON) on stdin and answers each with one line (JSON) on stdout: the
+CaptureResult, or the failure's type and first line. It exits at the end of its input.
 
 The parent (pipeline/capture/executors.py) starts these as plain child processes: nothing is
 inherited but the file descriptors it passes, so a parent holding DuckDB or Polars threads is
