@@ -111,10 +111,8 @@ def connect(db: PathLike, read_only: bool = True) -> duckdb.DuckDBPyConnection:
 
 def report(db: PathLike) -> str:
     """The Markdown report (as `natlens report` writes it) for everything in `db`."""
-    database = Path(db)
-    if not database.exists():
-        raise InputError(str(database), "no such database", hint="run natlens.analyze first")
-    con, _ = open_current(database)
+    # read-only, as `natlens report`: it runs beside other readers (a notebook's connection)
+    con = open_read_only(Path(db), locked=False)  # not locked: it may share a notebook's DuckDB
     try:
         return render_report(con)
     finally:

@@ -40,6 +40,10 @@ def test_analyze_connect_report(tmp_path: Path) -> None:
         assert "flows" in views["view_name"].to_list()
         with pytest.raises(duckdb.Error, match="read-only"):
             con.execute("create table t (x int)")
+        # the report opens beside this connection, and leaves its settings alone
+        assert natlens.report(db).startswith("# natlens report")
+        con.execute(f"copy (select 1 as x) to '{tmp_path / 'x.csv'}'")
+        assert (tmp_path / "x.csv").read_text().split() == ["x", "1"]
     again = natlens.analyze([SEED], db=db)  # unchanged files are not loaded twice
     assert {o.status for o in again} <= {"unchanged", "skipped"}
     text = natlens.report(db)
