@@ -14,17 +14,17 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.bundle import InputFile, bundle_ids_in
-from pipeline.capture.executors import (
+from .bundle import InputFile, bundle_ids_in
+from .capture.executors import (
     CaptureFailure,
     PoolRunner,
     RayRunner,
     default_jobs,
     run_inline,
 )
-from pipeline.capture.stage import CaptureJob, CaptureResult
-from pipeline.db import refresh_parquet_views
-from pipeline.loader import (
+from .capture.stage import CaptureJob, CaptureResult
+from .db import refresh_parquet_views
+from .loader import (
     FileOutcome,
     PlannedFile,
     load_text,

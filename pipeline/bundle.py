@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from pipeline.collect.manifest import is_manifest
-from pipeline.errors import InputError
-from pipeline.ingest import TEXT_INGESTORS
-from pipeline.ingest.blocks import decode_text, iter_blocks
+from .collect.manifest import is_manifest
+from .errors import InputError
+from .ingest import TEXT_INGESTORS
+from .ingest.blocks import decode_text, iter_blocks
 
 BUNDLE_LEVEL_NODE = "-"
 CLUSTER_FOLDER = "cluster"

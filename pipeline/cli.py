@@ -14,27 +14,27 @@ import duckdb
 import typer
 from rich.console import Console
 
-from pipeline import __version__
-from pipeline.analyze import LoadOptions, bundle_ids_of, load_all
-from pipeline.atomic import write_text_atomic
-from pipeline.bundle import InputFile, discover_all, is_node_dir
-from pipeline.capture.executors import RayUnavailableError
-from pipeline.cli_query import export_, sql, views
-from pipeline.cli_support import HelpCommand, check_output_path, run_app
-from pipeline.collect.command import collect_command
-from pipeline.db import DEFAULT_MEMORY_LIMIT, connect, refresh_materialized
-from pipeline.dblock import LockedError, exclusive
-from pipeline.diff import DiffError, changes, pick, render
-from pipeline.errors import ExitCode, InputError, QueryError
-from pipeline.explain.run import recompute
-from pipeline.findings import FailOn, count_at_or_above
-from pipeline.loader import FileOutcome
-from pipeline.progress import RunProgress
-from pipeline.reader import open_read_only
-from pipeline.report import render_report, run_checks
-from pipeline.retention import parse_keep, prune
-from pipeline.scope import Scope, ScopeError, apply_scope, parse_time
-from pipeline.signals import Terminated, interrupted, interrupts
+from . import __version__
+from .analyze import LoadOptions, bundle_ids_of, load_all
+from .atomic import write_text_atomic
+from .bundle import InputFile, discover_all, is_node_dir
+from .capture.executors import RayUnavailableError
+from .cli_query import export_, sql, views
+from .cli_support import HelpCommand, check_output_path, run_app
+from .collect.command import collect_command
+from .db import DEFAULT_MEMORY_LIMIT, connect, refresh_materialized
+from .dblock import LockedError, exclusive
+from .diff import DiffError, changes, pick, render
+from .errors import ExitCode, InputError, QueryError
+from .explain.run import recompute
+from .findings import FailOn, count_at_or_above
+from .loader import FileOutcome
+from .progress import RunProgress
+from .reader import open_read_only
+from .report import render_report, run_checks
+from .retention import parse_keep, prune
+from .scope import Scope, ScopeError, apply_scope, parse_time
+from .signals import Terminated, interrupted, interrupts
 
 app = typer.Typer(
     add_completion=False,

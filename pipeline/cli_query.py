@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli_support import check_output_path, fail, note
-from pipeline.errors import ExitCode, InputError, QueryError
-from pipeline.export import ExportFormat, export
-from pipeline.formats import Format, write_result
-from pipeline.reader import open_read_only
-from pipeline.sql_command import parse_params, read_sql, run, terminal_width, view_rows
+from .cli_support import check_output_path, fail, note
+from .errors import ExitCode, InputError, QueryError
+from .export import ExportFormat, export
+from .formats import Format, write_result
+from .reader import open_read_only
+from .sql_command import parse_params, read_sql, run, terminal_width, view_rows
 
 DbOption = Annotated[Path, typer.Option("--db", metavar="FILE", help="DuckDB file to read from.")]
 DEFAULT_DB = Path("natlens.duckdb")

@@ -22,8 +22,8 @@ import typer
 from typer._click import ClickException, Context, HelpFormatter
 from typer.core import TyperArgument, TyperCommand
 
-from pipeline.errors import ExitCode, InputError, QueryError
-from pipeline.signals import interrupted
+from .errors import ExitCode, InputError, QueryError
+from .signals import interrupted
 
 
 class HelpCommand(TyperCommand):
@@ -91,7 +91,7 @@ def write_trace(exc: BaseException) -> Path:
 
 
 def _version() -> str:
-    from pipeline import __version__
+    from . import __version__
 
     return __version__
 

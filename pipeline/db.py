@@ -18,10 +18,10 @@ from typing import Any
 
 import duckdb
 
-from pipeline.capture.store import DataDir, default_data_dir
-from pipeline.errors import QueryError
-from pipeline.resources import queries_dir
-from pipeline.schemas import ALL_TABLES, DB_TABLES, PARQUET_TABLES, TableSchema
+from .capture.store import DataDir, default_data_dir
+from .errors import QueryError
+from .resources import queries_dir
+from .schemas import ALL_TABLES, DB_TABLES, PARQUET_TABLES, TableSchema
 
 QUERY_LAYERS = ("10_staging", "20_intermediate", "30_answers", "40_findings", "checks")
 CHECK_PREFIX = "check_"
@@ -43,6 +43,12 @@ NO_NETWORK_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoload_known_extensions": False,
 }
 """natlens never fetches DuckDB extensions (the ones it uses are built into the duckdb wheel)."""
+STORAGE_VERSION = "v2.0.0"
+"""DuckDB storage format of the files natlens creates: every DuckDB >= 2.0.0 opens them.
+
+why: the oldest DuckDB natlens supports (pyproject: duckdb>=2.0,<3) must open any file a newer
+one wrote, and DuckDB's default is its own newest format; a file keeps the format it was created
+with. No 1.x DuckDB opens them whatever the format: natlens's tables use TIMESTAMPTZ_NS (2.0)."""
 _ONLY_OURS = "natlens opens only DuckDB files it created, or a new or empty path"
 MEMORY_LIMIT_VARIABLE = "natlens_memory_limit"
 DEFAULT_MEMORY_LIMIT = "512MB"
@@ -85,7 +91,10 @@ def connect(
     """
     _check_is_natlens_or_new(Path(path))
     try:
-        con = duckdb.connect(str(path), config=NO_NETWORK_CONFIG)
+        con = duckdb.connect(
+            str(path),
+            config={**NO_NETWORK_CONFIG, "storage_compatibility_version": STORAGE_VERSION},
+        )
     except duckdb.Error as exc:
         raise QueryError(str(path), f"cannot open DuckDB file: {exc}") from exc
     _check_natlens_catalog(con, str(path))

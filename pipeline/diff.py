@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipeline.scope import bundles_in_order
+from .scope import bundles_in_order
 
 SHIFT_POINTS = 10  # a backend's share of its service moved by at least this many points
 

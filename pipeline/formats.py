@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, TextIO
 from uuid import UUID
 
-from pipeline.output import md_escape
+from .output import md_escape
 
 ELLIPSIS = "…"
 MIN_COLUMN_WIDTH = 20

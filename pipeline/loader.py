@@ -23,18 +23,18 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from pipeline.bundle import SNIFF_BYTES, InputFile, Sniffed, sniff, sniff_whole
-from pipeline.capture import store
-from pipeline.capture.stage import CaptureJob, CaptureResult
-from pipeline.db import (
+from .bundle import SNIFF_BYTES, InputFile, Sniffed, sniff, sniff_whole
+from .capture import store
+from .capture.stage import CaptureJob, CaptureResult
+from .db import (
     MEMORY_LIMIT_VARIABLE,
     data_dir,
     loaded_capture_ids,
     refresh_parquet_views,
 )
-from pipeline.ingest.blocks import open_input, parse_blocks
-from pipeline.ingest.records import RecordError
-from pipeline.schemas import BY_NAME, DB_TABLES, RAW_INGEST_ERRORS, RAW_INGEST_FILES, TableSchema
+from .ingest.blocks import open_input, parse_blocks
+from .ingest.records import RecordError
+from .schemas import BY_NAME, DB_TABLES, RAW_INGEST_ERRORS, RAW_INGEST_FILES, TableSchema
 
 HASH_BLOCK = 8 * 1024 * 1024
 CAPTURE_KINDS = ("pcap", "pcapng")

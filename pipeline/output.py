@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.errors import QueryError
+from .errors import QueryError
 
 _MD_SPECIAL = re.compile(r"([\\`*{}\[\]<>|#!~])")
 # why: GitHub Markdown ignores intraword underscores (TIME_WAIT, records_read), so only an

@@ -25,8 +25,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from pipeline.bundle import InputFile
-from pipeline.loader import FileOutcome
+from .bundle import InputFile
+from .loader import FileOutcome
 
 DEFAULT_INTERVAL_S = 5.0
 INTERVAL_ENV = "NATLENS_PROGRESS_SECONDS"

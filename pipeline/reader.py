@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.db import (
+from .db import (
     DUCKDB_MAGIC,
     DUCKDB_MAGIC_OFFSET,
     NO_NETWORK_CONFIG,
@@ -28,7 +28,7 @@ from pipeline.db import (
     materialized_are_current,
     refresh_materialized,
 )
-from pipeline.errors import InputError, QueryError
+from .errors import InputError, QueryError
 
 NOT_NATLENS = (
     "not a natlens database; natlens reads only DuckDB files it created "
@@ -46,11 +46,13 @@ def open_read_only(
     *,
     allowed_paths: tuple[Path, ...] = (),
     note: Callable[[str], None] = lambda _: None,
+    locked: bool = True,
 ) -> duckdb.DuckDBPyConnection:
     """The database `db`, current and read-only, its configuration locked.
 
     `allowed_paths` are files the SQL may write or read besides the data directory (an export's
-    temporary file). `note` is told when derived tables were rebuilt first.
+    temporary file). `note` is told when derived tables were rebuilt first. `locked=False` (the
+    Python API's natlens.connect) leaves the configuration open: a notebook may read its own files.
     Raises InputError (no such file) or QueryError (not natlens's, cannot be opened or rebuilt).
     """
     _check_file(db)
@@ -66,7 +68,9 @@ def open_read_only(
             note(f"{db}: note: rebuilt {', '.join(rebuilt)} (they were out of date)")
         con = _connect(db)
     try:
-        _lock(con, allowed_paths)
+        _settings(con)
+        if locked:
+            _lock(con, allowed_paths)
     except duckdb.Error as exc:
         con.close()
         raise QueryError(str(db), str(exc)) from exc
@@ -80,7 +84,7 @@ def open_current(db: Path) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     rather than read stale (a run stopped after its loads may not have explained them either).
     """
     # imported here: the rule walk is heavy and only this path needs it
-    from pipeline.explain.run import recompute
+    from .explain.run import recompute
 
     con = connect(db)
     try:
@@ -148,13 +152,16 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _lock(con: duckdb.DuckDBPyConnection, allowed_paths: tuple[Path, ...]) -> None:
-    row = con.execute(f"select value from {SETTINGS_TABLE} where key = 'data_dir'").fetchone()
-    directories = [os.path.join(str(row[0]), "")] if row is not None else []
+def _settings(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     # why: as in db.connect, views hide row counts and the planner would pick nested loops
     con.execute("SET asof_loop_join_threshold = 0")
+
+
+def _lock(con: duckdb.DuckDBPyConnection, allowed_paths: tuple[Path, ...]) -> None:
+    row = con.execute(f"select value from {SETTINGS_TABLE} where key = 'data_dir'").fetchone()
+    directories = [os.path.join(str(row[0]), "")] if row is not None else []
     if directories:
         con.execute(f"SET allowed_directories = [{', '.join(map(_quote, directories))}]")
     if allowed_paths:

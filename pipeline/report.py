@@ -8,11 +8,11 @@ from typing import Any
 import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from pipeline.db import CHECK_PREFIX, fetch_dicts, read_view_files
-from pipeline.diagrams import connection_sequence, distribution_chart
-from pipeline.output import QueryResult, markdown_table, md_escape, run_query
-from pipeline.resources import templates_dir
-from pipeline.scope import coverage
+from .db import CHECK_PREFIX, fetch_dicts, read_view_files
+from .diagrams import connection_sequence, distribution_chart
+from .output import QueryResult, markdown_table, md_escape, run_query
+from .resources import templates_dir
+from .scope import coverage
 
 MAX_ERRORS_SHOWN = 20
 

@@ -16,10 +16,10 @@ def _first_existing(*candidates: Path) -> Path:
 
 
 def queries_dir() -> Path:
-    """queries/ (wheel: pipeline/queries; source checkout or editable install: ./queries)."""
+    """queries/ (wheel: natlens/queries; source checkout or editable install: ./queries)."""
     return _first_existing(_PACKAGE_DIR / "queries", _REPO_DIR / "queries")
 
 
 def templates_dir() -> Path:
-    """reports/templates/ (wheel: pipeline/templates)."""
+    """reports/templates/ (wheel: natlens/templates)."""
     return _first_existing(_PACKAGE_DIR / "templates", _REPO_DIR / "reports" / "templates")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.bundle import BUNDLE_STAMP, timestamped_bundles
-from pipeline.db import refresh_materialized
-from pipeline.explain.run import recompute
-from pipeline.loader import prune_missing
+from .bundle import BUNDLE_STAMP, timestamped_bundles
+from .db import refresh_materialized
+from .explain.run import recompute
+from .loader import prune_missing
 
 _KEEP = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

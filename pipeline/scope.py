@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import duckdb
 
-from pipeline.retention import stamp_time
+from .retention import stamp_time
 
 # The views the report reads (and the checks are left whole: they judge the database).
 SCOPED_VIEWS = (

@@ -15,9 +15,9 @@ from typing import TextIO
 
 import duckdb
 
-from pipeline.db import QUERY_LAYERS, read_view_files
-from pipeline.errors import InputError, QueryError
-from pipeline.formats import Format, batches_of, write_result
+from .db import QUERY_LAYERS, read_view_files
+from .errors import InputError, QueryError
+from .formats import Format, batches_of, write_result
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each runner takes CaptureJobs and yields (job, CaptureResult or CaptureFailure) as captures
 finish, in any order; the caller records each result in the database as it arrives. A failure
 inside one capture (a decoder bug, memory) comes back as that capture's failure; the others go
-on. Local workers are plain `python -m pipeline.capture.worker` child processes (JSON lines on
+on. Local workers are plain `python -m natlens.capture` child processes (JSON lines on
 stdin/stdout), not forks of this process.
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.capture.stage import CaptureJob, CaptureResult, run_capture
-from pipeline.capture.worker import failure_text, result_from_json, result_to_json
+from .stage import CaptureJob, CaptureResult, run_capture
+from .worker import failure_text, result_from_json, result_to_json
 
 PR_SET_PDEATHSIG = 1
 
@@ -74,7 +74,8 @@ class RayUnavailableError(Exception):
 
 def _start_worker() -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.capture.worker"],
+        # why: by this package's own name: `natlens` installed, `pipeline` in the repo
+        [sys.executable, "-m", str(__package__)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -20,11 +20,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.capture import store
-from pipeline.capture.summaries import summarize_flows, summary_sql_fingerprint
-from pipeline.ingest.records import RecordError
-from pipeline.prefetch import prefetch
-from pipeline.schemas import RAW_APP_MESSAGES, RAW_INGEST_ERRORS, RAW_PACKETS, TableSchema
+from ..ingest.records import RecordError
+from ..prefetch import prefetch
+from ..schemas import RAW_APP_MESSAGES, RAW_INGEST_ERRORS, RAW_PACKETS, TableSchema
+from . import store
+from .summaries import summarize_flows, summary_sql_fingerprint
 
 ROW_GROUP_ROWS = 262_144
 """Rows per Parquet row group (decoded chunks of about 35,000 packets are gathered to this)."""
@@ -138,7 +138,7 @@ def _error_rows(errors: list[RecordError]) -> list[dict[str, Any]]:
 
 def run_capture(job: CaptureJob) -> CaptureResult:
     """Decode one capture into its folder of Parquet files; see the module doc."""
-    from pipeline.ingest.pcap import read_capture  # numpy decoders: loaded where they run
+    from ..ingest.pcap import read_capture  # numpy decoders: loaded where they run
 
     data = store.DataDir(job.data_root)
     result = CaptureResult(job.capture_id)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.db import read_view_files, views_for
+from ..db import read_view_files, views_for
 
 FLOW_SUMMARY_VIEW = "int_flows__summarized"
 SUMMARY_MEMORY_LIMIT = "512MB"

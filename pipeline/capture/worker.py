@@ -1,6 +1,6 @@
-"""A capture worker process: `python -m pipeline.capture.worker` reads one CaptureJob per line
-(JSON) on stdin and answers each with one line (JSON) on stdout: the CaptureResult, or the
-failure's type and first line. It exits at the end of its input.
+"""A capture worker process: `python -m natlens.capture` (serve, via __main__.py) reads one
+CaptureJob per line (JSON) on stdin and answers each with one line (JSON) on stdout: the
+CaptureResult, or the failure's type and first line. It exits at the end of its input.
 
 The parent (pipeline/capture/executors.py) starts these as plain child processes: nothing is
 inherited but the file descriptors it passes, so a parent holding DuckDB or Polars threads is
@@ -15,8 +15,8 @@ import signal
 import sys
 from typing import Any
 
-from pipeline.capture.stage import CaptureJob, CaptureResult, run_capture
-from pipeline.ingest.records import RecordError
+from ..ingest.records import RecordError
+from .stage import CaptureJob, CaptureResult, run_capture
 
 
 def result_to_json(result: CaptureResult) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def result_from_json(data: dict[str, Any]) -> CaptureResult:
 
 def failure_text(exc: BaseException) -> tuple[str, str]:
     """A failure's type name and first line (InputError: its message without the path)."""
-    from pipeline.errors import InputError
+    from ..errors import InputError
 
     if isinstance(exc, InputError):
         return "InputError", exc.msg

@@ -8,10 +8,10 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from pipeline.collect.access import DEBUG_IMAGE, METHODS, AccessError, NodeAccess, nodes_for
-from pipeline.collect.commands import ANY, check_interface
-from pipeline.collect.run import CollectError, CollectOptions, collect
-from pipeline.errors import ExitCode
+from ..errors import ExitCode
+from .access import DEBUG_IMAGE, METHODS, AccessError, NodeAccess, nodes_for
+from .commands import ANY, check_interface
+from .run import CollectError, CollectOptions, collect
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 

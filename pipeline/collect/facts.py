@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from pipeline.collect.commands import CLOCK_CMD, KERNEL_CMD, VERSIONS
+from .commands import CLOCK_CMD, KERNEL_CMD, VERSIONS
 
 _VERSION_FN = (
     'v() { n=$1; shift; command -v "$1" >/dev/null 2>&1 || return 0; '

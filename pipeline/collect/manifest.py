@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__
-from pipeline.atomic import write_text_atomic
+from .. import __version__
+from ..atomic import write_text_atomic
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_KEY = "natlens_manifest"

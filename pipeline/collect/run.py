@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from pipeline.bundle import CLUSTER_FOLDER, sniff
-from pipeline.collect.access import NodeAccess
-from pipeline.collect.commands import CLOCK_CMD, CLUSTER, STATE, Command, recorders, tools_needed
-from pipeline.collect.facts import facts_argv, parse_facts
-from pipeline.collect.manifest import CommandRecord, NodeManifest, cap_stderr
+from ..bundle import CLUSTER_FOLDER, sniff
+from .access import NodeAccess
+from .commands import CLOCK_CMD, CLUSTER, STATE, Command, recorders, tools_needed
+from .facts import facts_argv, parse_facts
+from .manifest import CommandRecord, NodeManifest, cap_stderr
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 UNREAD_FOLDER = ".unread"

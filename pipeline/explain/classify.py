@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from pipeline.explain.netstate import IPAddress, IPNetwork
+from .netstate import IPAddress, IPNetwork
 
 NODEPORT_RANGE = (30000, 32767)  # kube-apiserver's default --service-node-port-range
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.explain.classify import ClusterFacts, classify, in_nodeport_range, parse_ip
-from pipeline.explain.inputs import NodeInputs
-from pipeline.explain.matches import MatchContext, Packet
-from pipeline.explain.netstate import IPAddress
-from pipeline.explain.nft_walker import NftWalker
-from pipeline.explain.walker import Walker, WalkPath
+from .classify import ClusterFacts, classify, in_nodeport_range, parse_ip
+from .inputs import NodeInputs
+from .matches import MatchContext, Packet
+from .netstate import IPAddress
+from .nft_walker import NftWalker
+from .walker import Walker, WalkPath
 
 SHARE_BASIS_IPTABLES = "iptables statistic (rule walk)"
 SHARE_BASIS_NFT = "nftables numgen map (rule walk)"

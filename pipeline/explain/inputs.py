@@ -9,10 +9,10 @@ from typing import Any
 
 import duckdb
 
-from pipeline.db import fetch_dicts
-from pipeline.explain.netstate import Address, IPAddress, NodeNetState, Route
-from pipeline.explain.nft_inputs import NftRuleset, load_nft_rulesets
-from pipeline.explain.ruleset import IpSet, MatchOption, Rule, Ruleset
+from ..db import fetch_dicts
+from .netstate import Address, IPAddress, NodeNetState, Route
+from .nft_inputs import NftRuleset, load_nft_rulesets
+from .ruleset import IpSet, MatchOption, Rule, Ruleset
 
 NodeKey = tuple[str, str]  # (bundle_id, node)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from pipeline.explain.netstate import IPAddress, NodeNetState
-from pipeline.explain.ruleset import MatchOption, Rule, Ruleset, option_groups
+from .netstate import IPAddress, NodeNetState
+from .ruleset import MatchOption, Rule, Ruleset, option_groups
 
 
 @dataclass(frozen=True)

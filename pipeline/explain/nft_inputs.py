@@ -12,9 +12,9 @@ from typing import Any
 
 import duckdb
 
-from pipeline.db import fetch_dicts
-from pipeline.explain.nft_matches import ParseError, Term, element_matches, parse_rule
-from pipeline.explain.ruleset import Rule
+from ..db import fetch_dicts
+from .nft_matches import ParseError, Term, element_matches, parse_rule
+from .ruleset import Rule
 
 ChainKey = tuple[str, str, str]  # family, table, chain
 KUBE_PROXY_TABLE = "kube-proxy"

@@ -14,8 +14,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from pipeline.explain.matches import Packet
-from pipeline.explain.netstate import NodeNetState
+from .matches import Packet
+from .netstate import NodeNetState
 
 # a concatenation key part: (selector, negated) -- selector like "ip daddr", "meta l4proto"
 SELECTORS = (

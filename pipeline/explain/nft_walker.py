@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipeline.explain.matches import Packet
-from pipeline.explain.netstate import NodeNetState
-from pipeline.explain.nft_inputs import ChainKey, NftRule, NftRuleset
-from pipeline.explain.nft_matches import (
+from .matches import Packet
+from .netstate import NodeNetState
+from .nft_inputs import ChainKey, NftRule, NftRuleset
+from .nft_matches import (
     Term,
     element_matches,
     fib_type_matches,
     key_values,
 )
-from pipeline.explain.ruleset import Rule
-from pipeline.explain.walker import Step, WalkPath
+from .ruleset import Rule
+from .walker import Step, WalkPath
 
 MAX_DEPTH = 32
 TESTS = ("match", "fib", "ct_state", "ct_status", "mark_test")

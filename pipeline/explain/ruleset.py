@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from pipeline.explain.netstate import IPAddress
+from .netstate import IPAddress
 
 BUILTIN_POLICY_CHAINS = ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "FORWARD")
 

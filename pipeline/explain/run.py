@@ -9,19 +9,19 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from pipeline.db import fetch_dicts
-from pipeline.explain.classify import ClusterFacts, parse_ip
-from pipeline.explain.decide import Explanation, Translation, explain
-from pipeline.explain.inputs import NodeInputs, load_node_inputs
-from pipeline.explain.nft_inputs import cluster_cidrs
-from pipeline.explain.shares import ShareTally, expected_rows, fit_tests
-from pipeline.schemas import (
+from ..db import fetch_dicts
+from ..schemas import (
     DERIVED_DISTRIBUTION_TESTS,
     DERIVED_EXPECTED_BACKENDS,
     DERIVED_SNAT_DECISIONS,
     DERIVED_TABLES,
     TableSchema,
 )
+from .classify import ClusterFacts, parse_ip
+from .decide import Explanation, Translation, explain
+from .inputs import NodeInputs, load_node_inputs
+from .nft_inputs import cluster_cidrs
+from .shares import ShareTally, expected_rows, fit_tests
 
 
 def cluster_facts(

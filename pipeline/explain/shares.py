@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from pipeline.db import fetch_dicts
+from ..db import fetch_dicts
 
 ServiceKey = tuple[str, str, str, str, int]  # bundle, node, proto, dialed_ip, dialed_port
 SIGNIFICANCE = 0.05

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from pipeline.explain.matches import MatchContext, Packet, evaluate_rule
-from pipeline.explain.ruleset import BUILTIN_POLICY_CHAINS, Rule
+from .matches import MatchContext, Packet, evaluate_rule
+from .ruleset import BUILTIN_POLICY_CHAINS, Rule
 
 MAX_DEPTH = 32
 TERMINAL_TARGETS = ("ACCEPT", "DROP", "REJECT", "DNAT", "SNAT", "MASQUERADE", "REDIRECT")

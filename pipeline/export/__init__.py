@@ -19,11 +19,11 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.atomic import replace_with, temporary_beside
-from pipeline.errors import InputError, QueryError
-from pipeline.export.zeek import missing_columns, write_conn_log
-from pipeline.formats import batches_of
-from pipeline.reader import open_read_only
+from ..atomic import replace_with, temporary_beside
+from ..errors import InputError, QueryError
+from ..formats import batches_of
+from ..reader import open_read_only
+from .zeek import missing_columns, write_conn_log
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pipeline.ingest import conntrack, host, ipset, iptables, ipvsadm, k8s, nft, sysctl
+from . import conntrack, host, ipset, iptables, ipvsadm, k8s, nft, sysctl
 
 TEXT_INGESTORS: tuple[ModuleType, ...] = (
     conntrack,

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from pipeline.ingest.records import MAX_RAW_CHARS, ParsedChunk, RecordError
+from .records import MAX_RAW_CHARS, ParsedChunk, RecordError
 
 BLOCK_BYTES = 2 * 1024 * 1024
 """A block is cut at the first record start after this many bytes."""

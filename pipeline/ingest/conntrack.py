@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from pipeline.ingest.blocks import BlockStart, TextBlock
-from pipeline.ingest.conntrack_common import SUMMARY
-from pipeline.ingest.conntrack_stats import ProcStats, is_stats_line
-from pipeline.ingest.conntrack_text import (
+from .blocks import BlockStart, TextBlock
+from .conntrack_common import SUMMARY
+from .conntrack_stats import ProcStats, is_stats_line
+from .conntrack_text import (
     FileState,
     is_continuation,
     is_event_start,
@@ -22,8 +22,8 @@ from pipeline.ingest.conntrack_text import (
     parse_text,
     unquote,
 )
-from pipeline.ingest.conntrack_xml import is_xml_line, parse_xml
-from pipeline.ingest.records import Detection, ParsedChunk, clean_line
+from .conntrack_xml import is_xml_line, parse_xml
+from .records import Detection, ParsedChunk, clean_line
 
 TABLE = "conntrack"
 EVENTS = "conntrack-events"

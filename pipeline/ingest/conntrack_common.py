@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from pipeline.ingest.records import RecordError
+from .records import RecordError
 
 # __proto2str() / l4proto_name(): every other number prints as "unknown".
 L4_NUMBERS: dict[str, int] = {

@@ -20,7 +20,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.ingest.conntrack_common import (
+from .conntrack_common import (
     ICMP_PROTOS,
     L3_NUMBERS,
     L4_NUMBERS,

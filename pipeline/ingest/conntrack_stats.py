@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ingest.conntrack_common import BadRecordError, parse_int
+from .conntrack_common import BadRecordError, parse_int
 
 _PAIR = re.compile(r"([a-z][a-z0-9_]*)=([0-9]+)")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")

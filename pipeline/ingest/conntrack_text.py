@@ -13,11 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ingest.conntrack_common import L3_NUMBERS, L4_NUMBERS, BadRecordError, SummaryCheck
-from pipeline.ingest.conntrack_fields import parse_record
-from pipeline.ingest.conntrack_stats import ProcStats, is_stats_line, parse_stats_line
-from pipeline.ingest.records import Line, ParsedChunk, RecordError, iter_lines
-from pipeline.schemas import RAW_CONNTRACK_ENTRIES, RAW_CONNTRACK_STATS
+from ..schemas import RAW_CONNTRACK_ENTRIES, RAW_CONNTRACK_STATS
+from .conntrack_common import L3_NUMBERS, L4_NUMBERS, BadRecordError, SummaryCheck
+from .conntrack_fields import parse_record
+from .conntrack_stats import ProcStats, is_stats_line, parse_stats_line
+from .records import Line, ParsedChunk, RecordError, iter_lines
 
 _PROTO_NAMES = "|".join(sorted({*L4_NUMBERS, *L3_NUMBERS, "unknown"}))
 _START = re.compile(

@@ -12,7 +12,8 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.ingest.conntrack_common import (
+from ..schemas import RAW_CONNTRACK_ENTRIES
+from .conntrack_common import (
     L4_NUMBERS,
     PORT_PROTOS,
     SUMMARY,
@@ -25,8 +26,7 @@ from pipeline.ingest.conntrack_common import (
     parse_int,
     proto_label,
 )
-from pipeline.ingest.records import ParsedChunk, RecordError, iter_lines
-from pipeline.schemas import RAW_CONNTRACK_ENTRIES
+from .records import ParsedChunk, RecordError, iter_lines
 
 _FLOW_END = "</flow>"
 _TAIL = re.compile(r"\[USERSPACE\]\s+portid=([0-9]+)(?:\s+progname=(.*))?")
@@ -57,9 +57,7 @@ def is_xml_line(text: str) -> bool:
     return text.startswith("<flow") or _STRUCTURAL.match(text) is not None
 
 
-def parse_xml(
-    text: str, first_line: int = 1, summary: SummaryCheck | None = None
-) -> ParsedChunk:
+def parse_xml(text: str, first_line: int = 1, summary: SummaryCheck | None = None) -> ParsedChunk:
     """Parse conntrack XML; with a `summary` (one block of a longer file), as parse_text."""
     reader = _XmlReader()
     whole_file = summary is None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.ingest.host_rows import (
+from .host_rows import (
     ADDR_FLAGS,
     BadRecordError,
     HostRows,
@@ -25,9 +25,9 @@ from pipeline.ingest.host_rows import (
     prefix_len,
     route_rows,
 )
-from pipeline.ingest.host_text import ANSI, TextParser, shape
-from pipeline.ingest.json_located import iter_json
-from pipeline.ingest.records import Detection, ParsedChunk, RecordError, iter_lines
+from .host_text import ANSI, TextParser, shape
+from .json_located import iter_json
+from .records import Detection, ParsedChunk, RecordError, iter_lines
 
 KINDS: tuple[str, ...] = ("ip-addr-json", "ip-route-json", "ip-addr", "ip-addr-brief", "ip-route")
 

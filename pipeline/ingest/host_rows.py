@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from pipeline.ingest.records import ParsedChunk, RecordError
-from pipeline.schemas import RAW_HOST_ADDRS, RAW_HOST_ROUTES
+from ..schemas import RAW_HOST_ADDRS, RAW_HOST_ROUTES
+from .records import ParsedChunk, RecordError
 
 OPER_STATES = {"UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"}
 ROUTE_TYPES = {

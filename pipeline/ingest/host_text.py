@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ingest.host_rows import (
+from .host_rows import (
     ADDR_FLAGS,
     OPER_STATES,
     ROUTE_FLAGS,
@@ -29,7 +29,7 @@ from pipeline.ingest.host_rows import (
     route_fields_from_tokens,
     route_rows,
 )
-from pipeline.ingest.records import iter_lines
+from .records import iter_lines
 
 NUD_STATES = {
     "REACHABLE", "STALE", "DELAY", "PROBE", "FAILED", "NOARP", "PERMANENT", "INCOMPLETE", "NONE",

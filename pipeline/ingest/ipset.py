@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ingest.blocks import BlockStart
-from pipeline.ingest.records import Detection, ParsedChunk, RecordError, clean_line, iter_lines
-from pipeline.schemas import RAW_IPSET_MEMBERS, RAW_IPSET_SETS
+from ..schemas import RAW_IPSET_MEMBERS, RAW_IPSET_SETS
+from .blocks import BlockStart
+from .records import Detection, ParsedChunk, RecordError, clean_line, iter_lines
 
 KINDS: tuple[str, ...] = ("ipset-list", "ipset-save")
 

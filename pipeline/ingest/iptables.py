@@ -35,8 +35,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ingest.records import Detection, ParsedChunk, RecordError, clean_line, iter_lines
-from pipeline.schemas import RAW_IPTABLES_CHAINS, RAW_IPTABLES_RULES
+from ..schemas import RAW_IPTABLES_CHAINS, RAW_IPTABLES_RULES
+from .records import Detection, ParsedChunk, RecordError, clean_line, iter_lines
 
 KINDS: tuple[str, ...] = ("iptables-save", "iptables-S", "iptables-rules")
 _FORMATS = {"iptables-save": "save", "iptables-S": "S", "iptables-rules": "rules"}
@@ -424,4 +424,3 @@ def parse(text: str, kind: str) -> ParsedChunk:
     for line in iter_lines(text):
         parser.feed(line.no, line.text, line.raw)
     return parser.result()
-

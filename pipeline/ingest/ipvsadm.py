@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipeline.ingest import ipvsadm_conn, ipvsadm_list, ipvsadm_proc, ipvsadm_save
-from pipeline.ingest.ipvsadm_common import Collector
-from pipeline.ingest.ipvsadm_fields import squeeze
-from pipeline.ingest.records import Detection, Line, ParsedChunk, iter_lines
+from . import ipvsadm_conn, ipvsadm_list, ipvsadm_proc, ipvsadm_save
+from .ipvsadm_common import Collector
+from .ipvsadm_fields import squeeze
+from .records import Detection, Line, ParsedChunk, iter_lines
 
 KINDS: tuple[str, ...] = (
     "ipvsadm_list",

@@ -6,15 +6,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ingest.ipvsadm_fields import FieldError, squeeze
-from pipeline.ingest.records import Line, ParsedChunk, RecordError
-from pipeline.schemas import (
+from ..schemas import (
     RAW_IPVS_BACKENDS,
     RAW_IPVS_CONNECTIONS,
     RAW_IPVS_SERVICES,
     RAW_IPVS_STATS,
     TableSchema,
 )
+from .ipvsadm_fields import FieldError, squeeze
+from .records import Line, ParsedChunk, RecordError
 
 Row = dict[str, Any]
 

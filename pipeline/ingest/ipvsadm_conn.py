@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from typing import NoReturn
 
-from pipeline.ingest.ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
-from pipeline.ingest.ipvsadm_fields import (
+from .ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
+from .ipvsadm_fields import (
     FieldError,
     parse_endpoint,
     parse_expire,
@@ -25,7 +25,7 @@ from pipeline.ingest.ipvsadm_fields import (
     parse_proc_addr,
     squeeze,
 )
-from pipeline.ingest.records import Line
+from .records import Line
 
 CONNECTIONS = "raw_ipvs_connections"
 LIST_HEADERS = ("IPVS connection entries", "pro expire state source virtual destination")

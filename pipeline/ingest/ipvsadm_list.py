@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.ingest.ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
-from pipeline.ingest.ipvsadm_fields import (
+from .ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
+from .ipvsadm_fields import (
     FieldError,
     is_decimal,
     normalise_ip,
@@ -28,7 +28,7 @@ from pipeline.ingest.ipvsadm_fields import (
     parse_int,
     squeeze,
 )
-from pipeline.ingest.records import Line
+from .records import Line
 
 SERVICES = "raw_ipvs_services"
 BACKENDS = "raw_ipvs_backends"

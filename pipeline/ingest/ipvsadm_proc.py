@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.ingest.ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
-from pipeline.ingest.ipvsadm_fields import (
+from .ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
+from .ipvsadm_fields import (
     FieldError,
     parse_hex,
     parse_int,
@@ -23,8 +23,8 @@ from pipeline.ingest.ipvsadm_fields import (
     proc_netmask,
     squeeze,
 )
-from pipeline.ingest.ipvsadm_list import is_header as is_list_header
-from pipeline.ingest.records import Line
+from .ipvsadm_list import is_header as is_list_header
+from .records import Line
 
 SERVICES = "raw_ipvs_services"
 BACKENDS = "raw_ipvs_backends"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.ingest.ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
-from pipeline.ingest.ipvsadm_fields import (
+from .ipvsadm_common import ELISION_REASON, Collector, Row, is_elision
+from .ipvsadm_fields import (
     FieldError,
     is_decimal,
     normalise_ip,
@@ -22,7 +22,7 @@ from pipeline.ingest.ipvsadm_fields import (
     parse_int,
     squeeze,
 )
-from pipeline.ingest.records import Line
+from .records import Line
 
 SERVICES = "raw_ipvs_services"
 BACKENDS = "raw_ipvs_backends"

@@ -17,7 +17,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.ingest.records import RecordError
+from .records import RecordError
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.ingest.json_located import iter_json
-from pipeline.ingest.records import Detection, ParsedChunk, RecordError
-from pipeline.schemas import (
+from ..schemas import (
     RAW_K8S_ENDPOINTS,
     RAW_K8S_NODES,
     RAW_K8S_OBJECTS,
@@ -27,6 +25,8 @@ from pipeline.schemas import (
     RAW_K8S_SERVICE_PORTS,
     TableSchema,
 )
+from .json_located import iter_json
+from .records import Detection, ParsedChunk, RecordError
 
 KINDS: tuple[str, ...] = ("kubectl-json",)
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.ingest import pcap_app, pcap_columns, pcap_dpkt, pcap_fast, pcap_framing, pcapng
-from pipeline.ingest.blocks import open_input
-from pipeline.ingest.pcap_batch import CHUNK_BYTES, RecordBatch, Stream
-from pipeline.ingest.records import ParsedChunk
+from ..errors import InputError
+from . import pcap_app, pcap_columns, pcap_dpkt, pcap_fast, pcap_framing, pcapng
+from .blocks import open_input
+from .pcap_batch import CHUNK_BYTES, RecordBatch, Stream
+from .records import ParsedChunk
 
 KINDS = ("pcap", "pcapng")
 ENGINES = ("fast", "pyshark")
@@ -48,7 +48,7 @@ def read_capture(
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     if engine == "pyshark":
-        from pipeline.ingest import pcap_pyshark  # imports pyshark, which is slow to load
+        from . import pcap_pyshark  # imports pyshark, which is slow to load
 
         yield from pcap_pyshark.read_capture(path)
         return

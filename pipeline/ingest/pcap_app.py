@@ -19,9 +19,9 @@ import dpkt
 import numpy as np
 import polars as pl
 
-from pipeline.ingest import pcap_columns
-from pipeline.ingest.pcap_batch import PAD_BYTES, RecordBatch
-from pipeline.schemas import RAW_APP_MESSAGES
+from ..schemas import RAW_APP_MESSAGES
+from . import pcap_columns
+from .pcap_batch import PAD_BYTES, RecordBatch
 
 Row = dict[str, Any]
 

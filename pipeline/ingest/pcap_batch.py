@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.ingest.records import RecordError
+from .records import RecordError
 
 PAD_BYTES = 256
 """Zero bytes after the data of every chunk buffer: fixed-size header windows never run off it."""

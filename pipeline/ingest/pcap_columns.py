@@ -17,8 +17,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.ingest.pcap_batch import LINK_SLL2, TS_MISSING, RecordBatch, link_name
-from pipeline.schemas import RAW_PACKETS
+from ..schemas import RAW_PACKETS
+from .pcap_batch import LINK_SLL2, TS_MISSING, RecordBatch, link_name
 
 Cols = dict[str, np.ndarray]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import dpkt
 
-from pipeline.ingest.pcap_batch import (
+from .pcap_batch import (
     LINK_ETHERNET,
     LINK_IPV4,
     LINK_IPV6,

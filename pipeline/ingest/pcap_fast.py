@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.ingest import pcap_columns
-from pipeline.ingest.pcap_batch import (
+from . import pcap_columns
+from .pcap_batch import (
     LINK_ETHERNET,
     LINK_IPV4,
     LINK_IPV6,
@@ -28,7 +28,7 @@ from pipeline.ingest.pcap_batch import (
     LINK_SLL2,
     RecordBatch,
 )
-from pipeline.ingest.pcap_dpkt import GENEVE_PORT, MPLS_TYPES, SLL_NETLINK, VLAN_TYPES, VXLAN_PORTS
+from .pcap_dpkt import GENEVE_PORT, MPLS_TYPES, SLL_NETLINK, VLAN_TYPES, VXLAN_PORTS
 
 TUNNEL_PORTS = tuple(sorted(VXLAN_PORTS | {GENEVE_PORT}))
 NOT_PLAIN = tuple(sorted(VLAN_TYPES | MPLS_TYPES))  # tags and labels: the slow path's job

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.ingest.pcap_batch import (
+from ..errors import InputError
+from .pcap_batch import (
     CHUNK_BYTES,
     MAX_CAPLEN,
     ChunkReader,
@@ -29,7 +29,7 @@ from pipeline.ingest.pcap_batch import (
     Stream,
     hex_head,
 )
-from pipeline.ingest.records import RecordError
+from .records import RecordError
 
 FILE_HEADER_BYTES = 24
 RECORD_HEADER_BYTES = 16

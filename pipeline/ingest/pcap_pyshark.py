@@ -23,11 +23,11 @@ from typing import Any
 import polars as pl
 import pyshark
 
-from pipeline.errors import InputError
-from pipeline.ingest import pcap_app, pcap_framing, pcapng
-from pipeline.ingest.pcap_columns import PROTO_NAMES, flags_text
-from pipeline.ingest.records import ParsedChunk, RecordError
-from pipeline.schemas import RAW_APP_MESSAGES, RAW_PACKETS
+from ..errors import InputError
+from ..schemas import RAW_APP_MESSAGES, RAW_PACKETS
+from . import pcap_app, pcap_framing, pcapng
+from .pcap_columns import PROTO_NAMES, flags_text
+from .records import ParsedChunk, RecordError
 
 Row = dict[str, Any]
 

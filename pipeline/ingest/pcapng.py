@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.errors import InputError
-from pipeline.ingest.pcap_batch import (
+from ..errors import InputError
+from .pcap_batch import (
     CHUNK_BYTES,
     MAX_CAPLEN,
     TS_MISSING,
@@ -27,7 +27,7 @@ from pipeline.ingest.pcap_batch import (
     Stream,
     hex_head,
 )
-from pipeline.ingest.records import RecordError
+from .records import RecordError
 
 SHB, IDB, OPB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 SKIPPED = {4: "NRB", 5: "ISB", 9: "systemd journal", 0x0A: "DSB", 0xBAD: "custom"}

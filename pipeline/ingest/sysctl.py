@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.ingest.records import Detection, ParsedChunk, RecordError, iter_lines
-from pipeline.schemas import RAW_HOST_SYSCTLS
+from ..schemas import RAW_HOST_SYSCTLS
+from .records import Detection, ParsedChunk, RecordError, iter_lines
 
 KINDS: tuple[str, ...] = ("sysctl",)
 

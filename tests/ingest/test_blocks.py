@@ -26,11 +26,7 @@ CONNTRACK_LINE = (
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # Every fixture of a family that can be cut into blocks (conntrack, ipset). iptables-save is
 # not cut: a file's address family is learnt from any of its tables and applies to all.
-CUTTABLE = sorted(
-    p
-    for family in ("conntrack", "ipset")
-    for p in (FIXTURES / family).glob("*.txt")
-)
+CUTTABLE = sorted(p for family in ("conntrack", "ipset") for p in (FIXTURES / family).glob("*.txt"))
 
 
 def _whole(path: Path) -> tuple[ParsedChunk, str]:
@@ -78,8 +74,9 @@ def test_a_cuttable_file_is_read_in_several_blocks(tmp_path: Path) -> None:
     rng = random.Random(3)
     path = tmp_path / "conntrack.txt"
     path.write_text(
-        "".join(line.format(a=rng.randrange(1, 250), p=rng.randrange(1024, 65535))
-                for _ in range(3000))  # fmt: skip
+        "".join(
+            line.format(a=rng.randrange(1, 250), p=rng.randrange(1024, 65535)) for _ in range(3000)
+        )  # fmt: skip
     )
     sniffed = sniff(path, path.read_bytes())
     assert sniffed.ingestor is not None and sniffed.kind is not None

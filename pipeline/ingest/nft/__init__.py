@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 
-from pipeline.ingest.nft.jsonform import parse_json
-from pipeline.ingest.nft.text import TABLE, parse_text
-from pipeline.ingest.records import Detection, ParsedChunk, clean_line
+from ..records import Detection, ParsedChunk, clean_line
+from .jsonform import parse_json
+from .text import TABLE, parse_text
 
 KINDS: tuple[str, ...] = ("nft-ruleset", "nft-json")
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.json_located import JsonElement, iter_json
-from pipeline.ingest.nft.render import RenderError, element, rule_text, type_ctx
-from pipeline.ingest.nft.rows import BadRecordError, NftRows, Row, split_element
-from pipeline.ingest.records import ParsedChunk, RecordError
+from ..json_located import JsonElement, iter_json
+from ..records import ParsedChunk, RecordError
+from .render import RenderError, element, rule_text, type_ctx
+from .rows import BadRecordError, NftRows, Row, split_element
 
 SCHEMA_VERSION = 1
 _OBJECTS = (

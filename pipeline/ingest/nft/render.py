@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.ingest.nft.rows import time_text
+from .rows import time_text
 
 _BINOPS = ("&", "|", "^", "<<", ">>")
 _UNQUALIFIED_META = {"iif", "oif", "iifname", "oifname", "iifgroup", "oifgroup"}

@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ingest.records import ParsedChunk, RecordError
-from pipeline.schemas import (
+from ...schemas import (
     RAW_NFT_CHAINS,
     RAW_NFT_ELEMENTS,
     RAW_NFT_OBJECTS,
@@ -21,6 +20,7 @@ from pipeline.schemas import (
     RAW_NFT_SETS,
     RAW_NFT_TABLES,
 )
+from ..records import ParsedChunk, RecordError
 
 Row = dict[str, Any]
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pipeline.ingest.nft.rows import (
+from ..records import ParsedChunk, iter_lines
+from .rows import (
     BadRecordError,
     NftRows,
     Row,
@@ -25,7 +26,6 @@ from pipeline.ingest.nft.rows import (
     split_element,
     split_top,
 )
-from pipeline.ingest.records import ParsedChunk, iter_lines
 
 FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
 _NAME = r'(?:"[^"]*"|[^\s{}"]+)'
