@@ -75,6 +75,7 @@ def analyze(
             database,
             memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
             data_dir=None if data_dir is None else Path(data_dir),
+            limit_is_default=memory_limit is None,
         )
         try:
             bundles = [p for p in given if not (p.is_dir() and is_node_dir(p, node))]

@@ -310,7 +310,12 @@ def _analyze(
     if not files:  # nothing to load: no database is made or touched
         raise typer.Exit(int(exit_code or ExitCode.INPUT))
     try:
-        con = connect(db, memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT, data_dir=data_dir)
+        con = connect(
+            db,
+            memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT,
+            data_dir=data_dir,
+            limit_is_default=memory_limit is None,
+        )
     except QueryError as exc:
         raise _fail(exc, ExitCode.DATABASE) from exc
     progress = RunProgress(err, quiet=quiet)

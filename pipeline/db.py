@@ -52,6 +52,8 @@ with. No 1.x DuckDB opens them whatever the format: natlens's tables use TIMESTA
 _ONLY_OURS = "natlens opens only DuckDB files it created, or a new or empty path"
 MEMORY_LIMIT_VARIABLE = "natlens_memory_limit"
 DEFAULT_MEMORY_LIMIT = "512MB"
+DEFAULT_LIMIT_VARIABLE = "natlens_memory_limit_is_default"
+"""True when the limit in force is DEFAULT_MEMORY_LIMIT because none was given."""
 """analyze's DuckDB memory limit when none is given: with the Python side bounded too (blocks
 of text, batches of translations, chunks of packets), a whole run stays near 1 GiB."""
 """DuckDB variable holding --memory-limit as given (unset: DuckDB's default is in force)."""
@@ -81,7 +83,11 @@ class ViewFile:
 
 
 def connect(
-    path: str | Path, memory_limit: str | None = None, data_dir: str | Path | None = None
+    path: str | Path,
+    memory_limit: str | None = None,
+    data_dir: str | Path | None = None,
+    *,
+    limit_is_default: bool = False,
 ) -> duckdb.DuckDBPyConnection:
     """Open (or create) the database, make sure every raw table exists, (re)apply the views.
 
@@ -108,6 +114,7 @@ def connect(
             con.execute(f"SET memory_limit = {_quote(memory_limit)}")
             # the limit as given, for code that lowers it for a while and then restores it
             con.execute(f"SET VARIABLE {MEMORY_LIMIT_VARIABLE} = {_quote(memory_limit)}")
+            con.execute(f"SET VARIABLE {DEFAULT_LIMIT_VARIABLE} = {limit_is_default}")
             # why: DuckDB's advice for staying under a limit; materialised tables have no
             # meaningful row order (every view that shows rows orders them itself)
             con.execute("SET preserve_insertion_order = false")
@@ -539,6 +546,38 @@ def _materialize(
 ) -> None:
     fingerprint = fingerprint if fingerprint is not None else data_fingerprint(con)
     try:
+        _build(con, view, fingerprint)
+    except duckdb.OutOfMemoryException as exc:
+        if not _limit_is_default(con):
+            raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc
+        _build_uncapped(con, view, fingerprint)
+    except duckdb.Error as exc:
+        raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc
+
+
+def _build_uncapped(con: duckdb.DuckDBPyConnection, view: ViewFile, fingerprint: str) -> None:
+    """Build `view` again under DuckDB's own limit (80% of RAM), then put the default back.
+
+    why: the default cap keeps a run near 1 GiB, but a few steps cannot spill (the connections
+    of an 8-million-packet capture); a run nobody asked to cap should not fail for it.
+    """
+    con.execute("RESET memory_limit")
+    try:
+        _build(con, view, fingerprint)
+    except duckdb.Error as exc:
+        raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc
+    finally:
+        con.execute(f"SET memory_limit = {_quote(DEFAULT_MEMORY_LIMIT)}")
+
+
+def _limit_is_default(con: duckdb.DuckDBPyConnection) -> bool:
+    [(flag,)] = con.execute(f"select getvariable('{DEFAULT_LIMIT_VARIABLE}')").fetchall()
+    return bool(flag)
+
+
+def _build(con: duckdb.DuckDBPyConnection, view: ViewFile, fingerprint: str) -> None:
+    """Materialise one view in its own transaction; a failure rolls it back."""
+    try:
         con.execute("begin transaction")
         con.execute(f"create or replace table {view.name} as select * from {view.relation}")
         con.execute(
@@ -550,9 +589,9 @@ def _materialize(
             [view.name, view.body_sha256, fingerprint],
         )
         con.execute("commit")
-    except duckdb.Error as exc:
+    except duckdb.Error:
         con.execute("rollback")
-        raise QueryError(str(view.path), str(exc).splitlines()[0]) from exc
+        raise
 
 
 def fetch_dicts(

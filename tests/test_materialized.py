@@ -115,3 +115,36 @@ def test_a_table_built_from_other_sql_is_rebuilt_when_the_database_is_opened(
     assert _count(con, "select count(*) from connections") == want
     assert refresh_materialized(con) == []
     con.close()
+
+
+def test_a_step_that_cannot_stay_under_the_default_cap_runs_uncapped(
+    analyzed: Callable[[Path], tuple[Path, str]], tmp_path: Path
+) -> None:
+    """Under a cap nobody asked for, a step DuckDB cannot fit runs again under DuckDB's own
+    limit (and the cap is put back); under a cap the user gave, it is a clear error."""
+    import pytest
+
+    from pipeline.db import DEFAULT_MEMORY_LIMIT, _materialize
+    from pipeline.errors import QueryError
+
+    source, _ = analyzed(LAB)
+    db = tmp_path / "n.duckdb"
+    shutil.copy(source, db)
+    [connections] = [v for v in read_view_files() if v.name == "connections"]
+    for is_default in (False, True):
+        con = connect(db, memory_limit="1GB", limit_is_default=is_default)
+        try:
+            con.execute("SET memory_limit = '1MB'")  # far too little for any join
+            if not is_default:
+                with pytest.raises(QueryError, match="Out of Memory"):
+                    _materialize(con, connections, "fingerprint")
+                continue
+            _materialize(con, connections, "fingerprint")
+            [(limit,)] = con.execute("select current_setting('memory_limit')").fetchall()
+            scratch = duckdb.connect()
+            scratch.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+            assert (limit,) == scratch.execute("select current_setting('memory_limit')").fetchone()
+            scratch.close()
+            assert _count(con, "select count(*) from connections") > 0
+        finally:
+            con.close()
