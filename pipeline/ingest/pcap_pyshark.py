@@ -14,6 +14,7 @@ filterwarnings=error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
@@ -80,6 +81,14 @@ def _close(capture: Any, loop: asyncio.AbstractEventLoop) -> None:
     except pyshark.capture.capture.TSharkCrashException:
         pass
     finally:
+        # why: when close() stops on tshark's exit status, pyshark still lists the process, and
+        # its __del__ would later try to close it on this (by then closed) loop: a coroutine
+        # never awaited, reported by the garbage collector wherever it runs next
+        running: set[Any] = getattr(capture, "_running_processes", set())
+        for process in list(running):
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        running.clear()
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
