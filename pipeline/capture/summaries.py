@@ -52,6 +52,7 @@ def summarize_flows(
     )
     try:
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         con.execute("SET asof_loop_join_threshold = 0")
         con.execute("SET preserve_insertion_order = false")
         con.execute(

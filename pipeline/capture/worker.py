@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 from typing import Any
@@ -42,14 +43,20 @@ def failure_text(exc: BaseException) -> tuple[str, str]:
 def serve() -> None:
     # why: Ctrl-C reaches the whole process group; the parent decides when workers stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # why: stdout is the answers' channel and nothing else may write to it: a library that
+    # prints (DuckDB's progress bar on a long query, from C++) would corrupt the protocol. The
+    # answers keep a copy of the pipe; file descriptor 1 (and sys.stdout) become stderr.
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     for line in sys.stdin:
         job = CaptureJob(**json.loads(line))
         try:
             answer = result_to_json(run_capture(job))
         except Exception as exc:  # this capture failed; the worker serves the next one
             answer = {"failed": failure_text(exc)}
-        sys.stdout.write(json.dumps(answer) + "\n")
-        sys.stdout.flush()
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
 
 
 if __name__ == "__main__":
