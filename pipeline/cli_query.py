@@ -100,12 +100,20 @@ def views(
             help="List what this database holds (default: the views natlens defines).",
         ),
     ] = None,
-    fmt: FormatOption = Format.table,
+    fmt: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="table|csv|tsv|json|jsonl|markdown (default: table on a terminal, else tsv).",
+        ),
+    ] = None,
     no_header: NoHeaderOption = False,
 ) -> None:
     """List every view with the one-line question it answers (from the SQL file headers).
 
-    Columns: name, layer, `view` or `table` (materialised by analyze), question.
+    Columns: name, layer, `view` or `table` (materialised by analyze), question. Piped (not a
+    terminal), the default is tab-separated, so `cut -f1` gives the names.
 
     \b
     Examples:
@@ -125,6 +133,8 @@ def views(
     finally:
         if con is not None:
             con.close()
+    if fmt is None:
+        fmt = Format.table if sys.stdout.isatty() else Format.tsv
     write_result(sys.stdout, fmt, columns, [rows], header=not no_header, width=None)
 
 
